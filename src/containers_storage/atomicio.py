@@ -1,0 +1,77 @@
+"""Atomic file writes: temp file in the same directory, fsync, rename, fsync dir.
+
+Upstream names temp files ``.tmp-<basename><digits>`` and leaves crashed ones
+behind; readers ignore them.  We do the same so both implementations agree on
+what is litter.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+DIR_MODE = 0o700
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str | Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace *path* with *data* atomically.
+
+    With *durable* the data is synced before the rename and the directory
+    after it, so a power cut leaves either the old or the new file, never an
+    empty one.
+    """
+    path = os.fspath(path)
+    directory, base = os.path.split(path)
+    directory = directory or "."
+    tmp = os.path.join(directory, f".tmp-{base}{secrets.randbelow(10**10)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if durable:
+            os.fdatasync(fd)
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    if durable:
+        _fsync_dir(directory)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def ensure_dir(path: str | Path, mode: int = DIR_MODE) -> None:
+    """``mkdir -p`` with upstream's mode for store directories."""
+    os.makedirs(path, mode=mode, exist_ok=True)
+
+
+def read_file(path: str | Path) -> bytes:
+    """Read *path*; a missing file reads as empty (upstream treats it as an empty store)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""

@@ -1,0 +1,136 @@
+"""The storage driver interface: a handful of primitives per driver.
+
+A driver owns ``<graphroot>/<name>`` (its *home*) and ``<runroot>/<name>``.
+Layer records, mount counts and locking belong to the layer store; a driver
+only manipulates the file-system side of one layer at a time, and the layer
+store holds the layers lock around every call.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..records import IDMap
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a driver can do, declared instead of probed with ``hasattr``."""
+
+    # Shifts uid/gid at mount time (idmapped mounts): layers then record no maps.
+    supports_shifting: bool = False
+    # Deleted paths live on disk as whiteout devices (overlay) rather than
+    # being removed (vfs): matters for diffs and apply.
+    on_disk_whiteouts: bool = False
+    # Child layers share their parent's files (copy-on-write) instead of copying.
+    copy_on_write: bool = False
+
+
+@dataclass(slots=True)
+class DriverOptions:
+    """Everything a driver needs at init, already parsed from storage options."""
+
+    home: str  # <graphroot>/<name>
+    run_home: str  # <runroot>/<name>
+    options: list[str] = field(default_factory=list)  # raw "<drv>.key=value" strings
+    uidmap: list[IDMap] = field(default_factory=list)
+    gidmap: list[IDMap] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CreateOptions:
+    """Per-layer creation options."""
+
+    mount_label: str = ""
+    uidmap: list[IDMap] = field(default_factory=list)
+    gidmap: list[IDMap] = field(default_factory=list)
+    storage_opt: dict[str, str] = field(default_factory=dict)
+    read_only: bool = False  # an image layer (not writeable)
+
+
+@dataclass(slots=True)
+class MountOptions:
+    mount_label: str = ""
+    options: list[str] = field(default_factory=list)  # e.g. ["ro"], ["nodev"]
+    uidmap: list[IDMap] = field(default_factory=list)
+    gidmap: list[IDMap] = field(default_factory=list)
+    volatile: bool = False
+
+
+class Driver(ABC):
+    """Base class of every driver.  Subclasses set ``name`` and ``capabilities``."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, opts: DriverOptions) -> None:
+        self.home = opts.home
+        self.run_home = opts.run_home
+        self.options = list(opts.options)
+        self.uidmap = list(opts.uidmap)
+        self.gidmap = list(opts.gidmap)
+
+    # -- primitives every driver implements
+
+    @abstractmethod
+    def create(self, layer_id: str, parent: str | None, opts: CreateOptions) -> None:
+        """Create the layer's file system; a child starts with its parent's contents."""
+
+    @abstractmethod
+    def remove(self, layer_id: str) -> None:
+        """Remove the layer's file system; a missing layer is not an error."""
+
+    @abstractmethod
+    def exists(self, layer_id: str) -> bool:
+        ...
+
+    @abstractmethod
+    def mount(self, layer_id: str, opts: MountOptions) -> str:
+        """Make the layer's merged tree available and return its path.
+
+        The layer store counts mounts; the driver is called only for the first.
+        """
+
+    @abstractmethod
+    def unmount(self, layer_id: str) -> None:
+        """Undo :meth:`mount` (called for the last user only)."""
+
+    @abstractmethod
+    def is_mounted(self, layer_id: str, path: str) -> bool:
+        """Whether *path* (recorded in mountpoints.json) still holds the layer's mount."""
+
+    @abstractmethod
+    def layer_dir(self, layer_id: str) -> str:
+        """Directory holding the layer's own files (diff target for apply)."""
+
+    @abstractmethod
+    def list_layers(self) -> list[str]:
+        """IDs of every layer present in the driver's home (for gc, wipe, check)."""
+
+    # -- with defaults
+
+    def status(self) -> list[tuple[str, str]]:
+        """Driver-specific ``status`` pairs after Root/Run Root/Driver Name/Options."""
+        return []
+
+    def metadata(self, layer_id: str) -> dict[str, str]:
+        return {}
+
+    def cleanup(self) -> None:
+        """Release driver-wide resources at shutdown (e.g. the home bind mount)."""
+
+    def mount_path_of(self, layer_id: str) -> str:
+        """Where :meth:`mount` puts this layer (used to match unmount by path)."""
+        return self.layer_dir(layer_id)
+
+    @classmethod
+    def supported(cls, home: str) -> bool:
+        """Whether the driver can work at *home* on this machine (for auto-selection)."""
+        return True
+
+    def _ensure_home(self) -> None:
+        os.makedirs(self.home, mode=0o700, exist_ok=True)
+        os.makedirs(self.run_home, mode=0o700, exist_ok=True)
