@@ -19,8 +19,8 @@ import secrets
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _counter = itertools.count(1)
 _registry: dict[str, LockFile] = {}

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -61,7 +62,7 @@ def _put(out: dict[str, Any], key: str, value: Any) -> None:
 _TIME_RE = re.compile(
     r"^(\d{4,})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)$"
 )
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ class Timestamp:
             sign = -1 if zone[0] == "-" else 1
             offset = sign * (int(zone[1:3]) * 60 + int(zone[4:6]))
         local = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(sec),
-                             tzinfo=_dt.timezone.utc)
+                             tzinfo=_dt.UTC)
         delta = local - _EPOCH
         seconds = delta.days * 86400 + delta.seconds - offset * 60
         nanos = int((frac or "0").ljust(9, "0"))

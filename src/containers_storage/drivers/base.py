@@ -126,6 +126,30 @@ class Driver(ABC):
         """Where :meth:`mount` puts this layer (used to match unmount by path)."""
         return self.layer_dir(layer_id)
 
+    def diff_size(self, layer_id: str, parent: str | None) -> int:
+        """Bytes the layer adds over *parent* (upstream's DiffSize without a tar).
+
+        Copy-on-write drivers hold only the layer's own files, so every
+        non-directory counts; full-copy drivers compare with the parent's tree
+        (the naive rule: an entry counts when it is new or its metadata differs).
+        """
+        root = self.layer_dir(layer_id)
+        parent_root = None if self.capabilities.copy_on_write or not parent else self.layer_dir(parent)
+        seen: set[tuple[int, int]] = set()
+        total = 0
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                path = os.path.join(dirpath, name)
+                st = os.lstat(path)
+                if parent_root is not None and _same_entry(st, path, parent_root, root):
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+                total += st.st_size
+        return total
+
     @classmethod
     def supported(cls, home: str) -> bool:
         """Whether the driver can work at *home* on this machine (for auto-selection)."""
@@ -134,3 +158,15 @@ class Driver(ABC):
     def _ensure_home(self) -> None:
         os.makedirs(self.home, mode=0o700, exist_ok=True)
         os.makedirs(self.run_home, mode=0o700, exist_ok=True)
+
+
+def _same_entry(st: os.stat_result, path: str, parent_root: str, root: str) -> bool:
+    """Whether *path* is unchanged from the same path under *parent_root*."""
+    try:
+        old = os.lstat(os.path.join(parent_root, os.path.relpath(path, root)))
+    except OSError:
+        return False
+    same_mtime = old.st_mtime_ns // 10**9 == st.st_mtime_ns // 10**9 and (
+        old.st_mtime_ns % 10**9 == 0 or st.st_mtime_ns % 10**9 == 0 or old.st_mtime_ns == st.st_mtime_ns)
+    return (old.st_mode == st.st_mode and old.st_uid == st.st_uid and old.st_gid == st.st_gid
+            and old.st_rdev == st.st_rdev and old.st_size == st.st_size and same_mtime)

@@ -1,0 +1,145 @@
+"""The image store: ``<drv>-images/images.json`` and image big data."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
+from .creation import ImageOptions
+from .errors import DigestUnknown, DuplicateID, ImageUnknown, ItemNotFound, SizeUnknown, plain
+from .records import Image, Timestamp, validate_digest
+
+STABLE = "stable"
+
+
+class ImageStore(RecordStore[Image]):
+    record_type = Image
+    kind = "image"
+
+    def __init__(self, graph_root: str, driver_name: str, *, read_only: bool = False,
+                 durable: bool = True) -> None:
+        directory = os.path.join(graph_root, f"{driver_name}-images")
+        super().__init__(directory, os.path.join(directory, "images.lock"),
+                         [RecordFile(os.path.join(directory, "images.json"), STABLE)],
+                         read_only=read_only, durable=durable)
+        self.by_digest: dict[str, list[Image]] = {}
+
+    def _from_json(self, obj: dict[str, Any], location: str) -> Image:
+        image = Image.from_json(obj)
+        image.read_only = self.read_only
+        return image
+
+    def _rebuild_indexes(self) -> None:
+        super()._rebuild_indexes()
+        by_digest: dict[str, list[Image]] = {}
+        for image in self.records:
+            for digest in image.digests:
+                by_digest.setdefault(digest, []).append(image)
+        self.by_digest = by_digest
+
+    def require(self, ref: str) -> Image:
+        image = self.get(ref)
+        if image is None:
+            raise ImageUnknown(f"locating image with ID {ref!r}")
+        return image
+
+    def by_top_layer(self, layer_id: str) -> list[Image]:
+        return [img for img in self.records
+                if img.top_layer == layer_id or layer_id in img.mapped_top_layers]
+
+    def create(self, image_id: str | None, names: list[str], top_layer: str, metadata: str,
+               options: ImageOptions) -> Image:
+        if image_id and image_id in self.by_id:
+            raise DuplicateID(f"image ID {image_id!r}")
+        names = dedup(names)
+        self.check_names_free(names)
+        digest = options.digest
+        try:
+            if digest:
+                validate_digest(digest)
+            for d in options.digests:
+                validate_digest(d)
+        except Exception as exc:
+            raise plain(f"validating digests for new image: {exc}") from exc
+        image = Image(
+            id=self.new_id(image_id),
+            digest=digest or (options.digests[0] if options.digests else ""),
+            names=names,
+            names_history=list(options.names_history),
+            top_layer=top_layer,
+            metadata=metadata or options.metadata,
+            created=options.created or Timestamp.now(),
+            flags=dict(options.flags),
+        )
+        for item in options.big_data:
+            self._store_bigdata(image, item.key, item.data, item.digest or None)
+        image.recompute_digests()
+        for d in options.digests:
+            if d not in image.digests:
+                image.digests.append(d)
+        self.add(image)
+        self._rebuild_indexes()
+        self.save()
+        return image
+
+    def delete(self, image: Image) -> None:
+        self.remove(image)
+        self._rebuild_indexes()
+        self.save()
+        remove_tree(self.bigdata_dir(image.id))
+
+    def set_metadata(self, image: Image, metadata: str) -> None:
+        image.metadata = metadata
+        self.save()
+
+    def record_names_history(self, image: Image) -> None:
+        """Move each current name to the front of the history, last name ending first."""
+        history = list(image.names_history)
+        for name in image.names:
+            history = [name] + [h for h in history if h != name]
+        image.names_history = history
+
+    def _store_bigdata(self, image: Image, key: str, data: bytes, digest: str | None) -> None:
+        self.write_bigdata(image.id, key, data)
+        if key not in image.big_data_names:
+            image.big_data_names.append(key)
+        image.big_data_sizes[key] = len(data)
+        image.big_data_digests[key] = digest or "sha256:" + hashlib.sha256(data).hexdigest()
+
+    def set_bigdata(self, image: Image, key: str, data: bytes,
+                    digest_manifest: Callable[[bytes], str] | None) -> None:
+        digest = None
+        if key.startswith("manifest"):
+            if digest_manifest is None:
+                raise DigestUnknown("no manifest digest callback provided")
+            digest = digest_manifest(data)
+        self._store_bigdata(image, key, data, digest)
+        image.recompute_digests()
+        self._rebuild_indexes()
+        self.save()
+
+    def get_bigdata(self, image: Image, key: str) -> bytes:
+        try:
+            return self.read_bigdata(image.id, key)
+        except FileNotFoundError as exc:
+            raise ItemNotFound(
+                f"locating item named {key!r} for image with ID {image.id!r} "
+                "(consider removing the image to resolve the issue)") from exc
+
+    def bigdata_size(self, image: Image, key: str) -> int:
+        size = image.big_data_sizes.get(key)
+        if size is not None:
+            return size
+        try:
+            return os.path.getsize(self.bigdata_path(image.id, key))
+        except OSError as exc:
+            raise SizeUnknown() from exc
+
+    def bigdata_digest(self, image: Image, key: str) -> str:
+        digest = image.big_data_digests.get(key)
+        if digest:
+            return digest
+        raise DigestUnknown()

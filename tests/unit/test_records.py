@@ -1,0 +1,126 @@
+"""Records: Go JSON shapes, time format, omission rules, escaping."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from containers_storage.errors import CorruptMetadata, InvalidDigest
+from containers_storage.records import (
+    Container,
+    Image,
+    Layer,
+    Timestamp,
+    encode_records,
+    go_json,
+    parse_record_file,
+    sorted_map,
+    validate_digest,
+)
+
+CAPTURED_LAYERS = (
+    b'[{"id":"579842e5152d6fa67ced55670a872a67f9e1f6a19d77f5173c8471a1d03f8b56",'
+    b'"created":"2026-11-27T09:17:30.518862881Z",'
+    b'"compressed-diff-digest":"sha256:8a152b70292dce0a54867dcdf3d33117f41784e2d8a09b160222926f081f8264",'
+    b'"compressed-size":214,'
+    b'"diff-digest":"sha256:579842e5152d6fa67ced55670a872a67f9e1f6a19d77f5173c8471a1d03f8b56",'
+    b'"diff-size":5120,"compression":2,"uidset":[0],"gidset":[0]},'
+    b'{"id":"3a3b01fd3010b6e6670e66e96522999029967d206d4dac0cdda9a1437c341c77",'
+    b'"parent":"579842e5152d6fa67ced55670a872a67f9e1f6a19d77f5173c8471a1d03f8b56",'
+    b'"created":"2026-11-27T09:17:38.493027735Z"}]'
+)
+
+
+def test_captured_layers_round_trip_byte_for_byte() -> None:
+    layers = [Layer.from_json(o) for o in parse_record_file(CAPTURED_LAYERS, "layers.json")]
+    assert encode_records(layers) == CAPTURED_LAYERS
+
+
+def test_captured_container_round_trip() -> None:
+    raw = (b'[{"id":"dbcd","names":["ctr1"],"image":"1678","layer":"9444","metadata":"ctr metadata",'
+           b'"created":"2026-11-27T09:06:14.847171596Z","flags":{"MountLabel":"","ProcessLabel":""}}]')
+    records = [Container.from_json(o) for o in parse_record_file(raw, "c.json")]
+    assert encode_records(records) == raw
+
+
+def test_container_keeps_empty_image_and_layer() -> None:
+    out = Container(id="x", created=Timestamp.parse("2026-01-01T00:00:00Z")).to_json()
+    assert out == {"id": "x", "image": "", "layer": "", "created": "2026-01-01T00:00:00Z"}
+
+
+def test_image_maps_sorted_by_bytes_and_digest_filled_from_manifest() -> None:
+    d = "sha256:" + "c" * 64
+    image = Image.from_json({
+        "id": "i", "big-data-names": ["manifest", "Weird Key"],
+        "big-data-sizes": {"manifest": 3, "Weird Key": 1},
+        "big-data-digests": {"manifest": d, "Weird Key": "sha256:" + "e" * 64},
+        "created": "2026-11-27T09:17:29.282355996+02:00",
+    })
+    assert image.digest == d and image.digests == [d]
+    encoded = go_json(image.to_json())
+    assert encoded.index(b'"Weird Key"') < encoded.index(b'"manifest":3')
+    assert b'"created":"2026-11-27T09:17:29.282355996+02:00"' in encoded
+
+
+def test_go_escaping() -> None:
+    assert go_json({"m": "<a>&b\u2028é"}) == b'{"m":"\\u003ca\\u003e\\u0026b\\u2028\xc3\xa9"}'
+
+
+def test_zero_time_and_missing_created() -> None:
+    layer = Layer.from_json({"id": "a"})
+    assert layer.to_json()["created"] == "0001-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-27T09:05:29.9095Z", "2026-11-27T09:05:29Z", "2026-11-27T09:05:29.000000001-07:30",
+    "0001-01-01T00:00:00Z", "1969-12-31T23:59:59.5Z",
+])
+def test_time_round_trip(text: str) -> None:
+    assert Timestamp.parse(text).format() == text
+
+
+def test_time_strips_trailing_zeros() -> None:
+    assert Timestamp.parse("2026-11-27T09:05:29.900Z").format() == "2026-11-27T09:05:29.9Z"
+
+
+@given(st.integers(min_value=-(10**10), max_value=10**11), st.integers(0, 999_999_999),
+       st.integers(-14 * 60, 14 * 60))
+def test_time_property_round_trip(seconds: int, nanos: int, offset: int) -> None:
+    ts = Timestamp(seconds, nanos, offset)
+    assert Timestamp.parse(ts.format()) == ts
+
+
+def test_omitempty_rules() -> None:
+    layer = Layer(id="x", created=Timestamp.parse("2026-01-01T00:00:00Z"))
+    assert layer.to_json() == {"id": "x", "created": "2026-01-01T00:00:00Z"}
+
+
+def test_sorted_map_is_bytewise() -> None:
+    assert list(sorted_map({"b": 1, "B": 2, "é": 3, "a": 4})) == ["B", "a", "b", "é"]
+
+
+def test_corrupt_file_names_the_path() -> None:
+    with pytest.raises(CorruptMetadata, match=r"/x/layers\.json"):
+        parse_record_file(b'[{"id":"a"', "/x/layers.json")
+    with pytest.raises(CorruptMetadata):
+        parse_record_file(b'{"id":"a"}', "/x/layers.json")
+
+
+def test_empty_file_is_empty_store() -> None:
+    assert parse_record_file(b"", "p") == [] and parse_record_file(b"null", "p") == []
+
+
+def test_digest_validation() -> None:
+    validate_digest("sha256:" + "a" * 64)
+    for bad in ["sha256:abc", "nothex", "sha256:" + "A" * 64, "md5:" + "a" * 32]:
+        with pytest.raises(InvalidDigest):
+            validate_digest(bad)
+
+
+def test_flags_nested_values_survive() -> None:
+    raw = {"id": "c", "image": "", "layer": "", "created": "2026-01-01T00:00:00Z",
+           "flags": {"MountOpts": ["nodev"], "Volatile": True, "MountLabel": ""}}
+    out = orjson.loads(go_json(Container.from_json(raw).to_json()))
+    assert out["flags"] == raw["flags"]
