@@ -93,14 +93,23 @@ class LayerStore(RecordStore[Layer]):
 
     def _after_load(self) -> None:
         changed = self._dedup_names_on_load()
-        if self.lock.locked_for_writing:
-            incomplete = [layer for layer in self.records if layer.incomplete]
-            for layer in incomplete:
-                log.warning('Found incomplete layer "%s", deleting it', layer.id)
-                self._delete_data(layer)
-                self.remove(layer)
-            if changed or incomplete:
+        if self.lock.locked_for_writing and (changed or self.has_incomplete()):
+            self._clean_incomplete()
+            self.save()
+
+    def _clean_incomplete(self) -> None:
+        for layer in [layer for layer in self.records if layer.incomplete]:
+            log.warning('Found incomplete layer "%s", deleting it', layer.id)
+            self._delete_data(layer)
+            self.remove(layer)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with super().writing():
+            if self.has_incomplete():
+                self._clean_incomplete()
                 self.save()
+            yield
 
     def has_incomplete(self) -> bool:
         return any(layer.incomplete for layer in self.records)
