@@ -126,7 +126,7 @@ def test_corrupt_layers_json_is_reported_and_never_rewritten(tmp_path: Path) -> 
     store.free()
     store = Store.open(opts)
     for op in (store.layers, lambda: store.create_layer(names=["b"]), store.wipe):
-        with pytest.raises(errors.CorruptMetadata, match="layers.json"):
+        with pytest.raises(errors.CorruptMetadata, match=r"layers\.json"):
             op()
     assert path.read_bytes() == broken
     store.free()
