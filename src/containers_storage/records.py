@@ -9,11 +9,13 @@ dicts by hand.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as _dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -65,19 +67,22 @@ _TIME_RE = re.compile(
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
-@dataclass(frozen=True, slots=True)
 class Timestamp:
     """A Go ``time.Time`` as stored in JSON: nanosecond precision, fixed offset.
 
     Python's datetime stops at microseconds, which would corrupt times written
-    by Go on every rewrite, so the nanoseconds are kept separately.
+    by Go on every rewrite, so the nanoseconds are kept separately.  Text that
+    is already in Go's canonical form is kept as is and only parsed on demand:
+    loading ten thousand records must not parse ten thousand dates.
     """
 
-    seconds: int  # since the Unix epoch, UTC
-    nanos: int = 0
-    offset_minutes: int = 0
+    __slots__ = ("_parts", "_text")
 
     ZERO_TEXT = "0001-01-01T00:00:00Z"
+
+    def __init__(self, seconds: int, nanos: int = 0, offset_minutes: int = 0) -> None:
+        self._parts: tuple[int, int, int] | None = (seconds, nanos, offset_minutes)
+        self._text: str | None = None
 
     @classmethod
     def now(cls) -> Timestamp:
@@ -95,6 +100,17 @@ class Timestamp:
         m = _TIME_RE.match(text)
         if not m:
             raise ValueError(f"parsing time {text!r}: not RFC 3339")
+        frac, zone = m.group(7), m.group(8)
+        if (frac is None or frac[-1] != "0") and zone not in ("z", "+00:00", "-00:00") \
+                and len(m.group(1)) == 4:
+            ts = cls.__new__(cls)
+            ts._parts = None
+            ts._text = text
+            return ts
+        return cls(*cls._split(m))
+
+    @staticmethod
+    def _split(m: re.Match[str]) -> tuple[int, int, int]:
         year, month, day, hour, minute, sec, frac, zone = m.groups()
         if zone in ("Z", "z"):
             offset = 0
@@ -102,32 +118,67 @@ class Timestamp:
             sign = -1 if zone[0] == "-" else 1
             offset = sign * (int(zone[1:3]) * 60 + int(zone[4:6]))
         local = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(sec),
-                             tzinfo=_dt.UTC)
+                             tzinfo=_dt.timezone.utc)
         delta = local - _EPOCH
         seconds = delta.days * 86400 + delta.seconds - offset * 60
-        nanos = int((frac or "0").ljust(9, "0"))
-        return cls(seconds, nanos, offset)
+        return seconds, int((frac or "0").ljust(9, "0")), offset
+
+    def _get_parts(self) -> tuple[int, int, int]:
+        if self._parts is None:
+            assert self._text is not None
+            m = _TIME_RE.match(self._text)
+            assert m is not None
+            self._parts = self._split(m)
+        return self._parts
+
+    @property
+    def seconds(self) -> int:
+        return self._get_parts()[0]
+
+    @property
+    def nanos(self) -> int:
+        return self._get_parts()[1]
+
+    @property
+    def offset_minutes(self) -> int:
+        return self._get_parts()[2]
 
     def format(self) -> str:
-        local = _EPOCH + _dt.timedelta(seconds=self.seconds + self.offset_minutes * 60)
+        if self._text is None:
+            self._text = self._format()
+        return self._text
+
+    def _format(self) -> str:
+        seconds, nanos, offset_minutes = self._get_parts()
+        local = _EPOCH + _dt.timedelta(seconds=seconds + offset_minutes * 60)
         text = local.strftime("%Y-%m-%dT%H:%M:%S")
         if local.year < 1000:
             text = f"{local.year:04d}" + text[text.index("-"):]
-        if self.nanos:
-            text += "." + f"{self.nanos:09d}".rstrip("0")
-        if self.offset_minutes == 0:
+        if nanos:
+            text += "." + f"{nanos:09d}".rstrip("0")
+        if offset_minutes == 0:
             return text + "Z"
-        sign = "-" if self.offset_minutes < 0 else "+"
-        hours, minutes = divmod(abs(self.offset_minutes), 60)
+        sign = "-" if offset_minutes < 0 else "+"
+        hours, minutes = divmod(abs(offset_minutes), 60)
         return f"{text}{sign}{hours:02d}:{minutes:02d}"
 
     def to_datetime(self) -> _dt.datetime:
-        tz = _dt.timezone(_dt.timedelta(minutes=self.offset_minutes))
-        return (_EPOCH + _dt.timedelta(seconds=self.seconds, microseconds=self.nanos // 1000)).astimezone(tz)
+        seconds, nanos, offset_minutes = self._get_parts()
+        tz = _dt.timezone(_dt.timedelta(minutes=offset_minutes))
+        return (_EPOCH + _dt.timedelta(seconds=seconds, microseconds=nanos // 1000)).astimezone(tz)
 
     @property
     def unix_nanos(self) -> int:
         return self.seconds * 1_000_000_000 + self.nanos
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Timestamp) and self._get_parts() == other._get_parts()
+
+    def __hash__(self) -> int:
+        return hash(self._get_parts())
+
+    def __repr__(self) -> str:
+        return f"Timestamp({self.format()!r})"
 
     def __str__(self) -> str:
         return self.format()
@@ -264,25 +315,36 @@ class Layer:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Layer:
+        # Hot path (every listing loads every record): plain lookups, no helpers
+        # for fields that are usually absent.
+        g = obj.get
+        names = g("names")
+        uidset = g("uidset")
+        gidset = g("gidset")
+        flags = g("flags")
+        uidmap = g("uidmap")
+        gidmap = g("gidmap")
+        bdn = g("big-data-names")
+        created = g("created")
         return cls(
-            id=str(obj["id"]),
-            names=_strings(obj.get("names")),
-            parent=obj.get("parent") or "",
-            metadata=obj.get("metadata") or "",
-            mount_label=obj.get("mountlabel") or "",
-            created=_time(obj.get("created")),
-            compressed_digest=obj.get("compressed-diff-digest") or "",
-            compressed_size=int(obj.get("compressed-size") or 0),
-            uncompressed_digest=obj.get("diff-digest") or "",
-            toc_digest=obj.get("toc-digest") or "",
-            uncompressed_size=int(obj.get("diff-size") or 0),
-            compression=int(obj.get("compression") or 0),
-            uidset=[int(u) for u in obj.get("uidset") or ()],
-            gidset=[int(g) for g in obj.get("gidset") or ()],
-            flags=dict(obj.get("flags") or {}),
-            uidmap=_maps(obj.get("uidmap")),
-            gidmap=_maps(obj.get("gidmap")),
-            big_data_names=_strings(obj.get("big-data-names")),
+            str(obj["id"]),
+            [str(n) for n in names] if names else [],
+            g("parent") or "",
+            g("metadata") or "",
+            g("mountlabel") or "",
+            Timestamp.parse(created) if isinstance(created, str) else _time(created),
+            g("compressed-diff-digest") or "",
+            int(g("compressed-size") or 0),
+            g("diff-digest") or "",
+            g("toc-digest") or "",
+            int(g("diff-size") or 0),
+            int(g("compression") or 0),
+            [int(u) for u in uidset] if uidset else [],
+            [int(u) for u in gidset] if gidset else [],
+            dict(flags) if flags else {},
+            _maps(uidmap) if uidmap else [],
+            _maps(gidmap) if gidmap else [],
+            [str(n) for n in bdn] if bdn else [],
         )
 
     @property
@@ -418,6 +480,29 @@ class Container:
     @property
     def volatile(self) -> bool:
         return self.flags.get("Volatile") is True
+
+
+def clone(record: _R) -> _R:
+    """A copy that shares nothing mutable with *record* (much cheaper than deepcopy)."""
+    cls = type(record)
+    new = cls.__new__(cls)
+    for name, kind in _FIELD_KINDS[cls]:
+        value = getattr(record, name)
+        if kind == 1:
+            value = value.copy()
+        elif kind == 2 and value:
+            value = copy.deepcopy(value)
+        setattr(new, name, value)
+    return new
+
+
+# Per field: 0 immutable, 1 flat list/dict (shallow copy), 2 flags (may nest).
+_FIELD_KINDS: dict[type, tuple[tuple[str, int], ...]] = {
+    cls: tuple((f.name, 2 if f.name == "flags" else 1 if f.default_factory in (list, dict) else 0)
+               for f in dataclasses.fields(cls))
+    for cls in (Layer, Image, Container)
+}
+_R = TypeVar("_R", Layer, Image, Container)
 
 
 def parse_record_file(data: bytes, path: str) -> list[dict[str, Any]]:

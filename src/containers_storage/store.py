@@ -7,13 +7,12 @@ before returning.  Returned records are copies.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from . import atomicio
 from ._recordstore import generate_id, remove_tree
@@ -45,7 +44,7 @@ from .errors import (
 from .images import ImageStore
 from .layers import LayerStore
 from .lockfile import LockFile, get_lockfile
-from .records import Container, IDMap, Image, Layer
+from .records import Container, IDMap, Image, Layer, clone
 
 if TYPE_CHECKING:
     from .options import StoreOptions
@@ -53,14 +52,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("containers_storage")
 
 VERSION = "1.60.0-dev"
-T = TypeVar("T")
 
 _cache: dict[tuple[str, str, str], Store] = {}
 _cache_lock = threading.Lock()
 
 
-def _copy(record: T) -> T:
-    return copy.deepcopy(record)
+def _copy(value: Any) -> Any:
+    """Copies of records (or lists of them) so callers can't change the store's state."""
+    if isinstance(value, list):
+        return [clone(r) for r in value]
+    return clone(value)
 
 
 class Store:
