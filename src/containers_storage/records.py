@@ -118,7 +118,7 @@ class Timestamp:
             sign = -1 if zone[0] == "-" else 1
             offset = sign * (int(zone[1:3]) * 60 + int(zone[4:6]))
         local = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(sec),
-                             tzinfo=_dt.timezone.utc)
+                             tzinfo=_dt.UTC)
         delta = local - _EPOCH
         seconds = delta.days * 86400 + delta.seconds - offset * 60
         return seconds, int((frac or "0").ljust(9, "0")), offset
