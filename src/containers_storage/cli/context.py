@@ -1,0 +1,126 @@
+"""What a command's action receives: its parsed flags, the store and the output streams.
+
+Kept free of heavy imports: the store, records and orjson are imported only when an action
+actually needs them, so ``containers-storage version`` starts fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
+
+from ..errors import StorageError
+from .flags import Flag, FlagValue
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+
+class CommandError(Exception):
+    """A failure whose message the CLI prints on stderr before exiting with status 1."""
+
+
+class Action(NamedTuple):
+    """A command's behaviour: the flags it adds to the global ones and the function to run.
+
+    ``run(ctx, args)`` returns the exit status; it may raise ``StorageError``, ``OSError`` or
+    :class:`CommandError`, which the CLI prints on stderr with status 1.  ``store=False`` runs
+    without opening the store (``version``, ``config``).
+    """
+
+    run: Callable[[Context, list[str]], int]
+    flags: tuple[Flag, ...] = ()
+    store: bool = True
+
+
+class Context:
+    """Per-invocation state handed to an :class:`Action`."""
+
+    __slots__ = ("_store", "command", "stderr", "stdin", "stdout", "values")
+
+    def __init__(self, command: str, values: Mapping[str, FlagValue], stdout: IO[str], stderr: IO[str],
+                 stdin: IO[str], store: Store | None = None) -> None:
+        self.command = command
+        self.values = values
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdin = stdin
+        self._store = store
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError(f"command {self.command} runs without a store")
+        return self._store
+
+    # -- flags
+
+    def flag(self, dest: str) -> bool:
+        value = self.values[dest]
+        assert isinstance(value, bool)
+        return value
+
+    def text(self, dest: str) -> str:
+        value = self.values[dest]
+        assert isinstance(value, str)
+        return value
+
+    def texts(self, dest: str) -> list[str]:
+        value = self.values[dest]
+        assert isinstance(value, list)
+        return list(value)
+
+    @property
+    def json(self) -> bool:
+        return self.flag("json")
+
+    # -- output
+
+    def out(self, text: str) -> None:
+        self.stdout.write(text)
+
+    def err(self, text: str) -> None:
+        self.stderr.write(text)
+
+    def emit_json(self, value: Any) -> None:
+        """Write *value* as one Go-encoded JSON document and a newline on stdout."""
+        from ..records import go_json
+
+        self.stdout.write(go_json(value).decode("utf-8", "replace") + "\n")
+
+    def out_bytes(self, data: bytes) -> None:
+        """Write raw bytes to stdout (big-data items)."""
+        self.stdout.flush()
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:  # a text-only stream (some test harnesses)
+            self.stdout.write(data.decode("utf-8", "surrogateescape"))
+
+    def read_input(self, path: str) -> bytes:
+        """Read all of *path*, or of standard input when *path* is empty."""
+        if path:
+            with open(path, "rb") as f:
+                return f.read()
+        buffer = getattr(self.stdin, "buffer", None)
+        if buffer is not None:
+            data: bytes = buffer.read()
+            return data
+        return self.stdin.read().encode("utf-8", "surrogateescape")
+
+
+def go_list(items: list[str] | list[int] | tuple[int, ...]) -> str:
+    """Go's ``%v`` of a slice: ``[a b c]``."""
+    return "[" + " ".join(str(i) for i in items) + "]"
+
+
+def error_text(exc: BaseException) -> str:
+    """The message Go would print for *exc* (OS errors as ``open PATH: no such file or directory``)."""
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, StorageError):
+        reason = exc.strerror[:1].lower() + exc.strerror[1:]
+        if exc.filename is not None:
+            return f"open {exc.filename}: {reason}"
+        return reason
+    return str(exc)
+
