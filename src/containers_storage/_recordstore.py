@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from . import atomicio
 from .errors import DuplicateName, InvalidBigDataName, StoreIsReadOnly
@@ -145,8 +145,8 @@ class RecordStore(Generic[R]):
         self._loaded = True
         self._after_load()
 
-    def _from_json(self, obj: dict[str, object], location: str) -> R:
-        return self.record_type.from_json(obj)  # type: ignore[arg-type]
+    def _from_json(self, obj: dict[str, Any], location: str) -> R:
+        return self.record_type.from_json(obj)
 
     def _after_load(self) -> None:
         """Hook: fix-ups that may need saving (duplicate names, incomplete layers)."""

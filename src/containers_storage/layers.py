@@ -159,10 +159,10 @@ class LayerStore(RecordStore[Layer]):
         except orjson.JSONDecodeError as exc:
             raise CorruptMetadata(f"loading {self.mounts_path}: {exc}") from exc
         for entry in entries:
-            layer = self.by_id.get(entry.get("id", ""))
-            if layer is not None:
-                layer.mount_point = entry.get("path") or ""
-                layer.mount_count = int(entry.get("count") or 0)
+            mounted = self.by_id.get(entry.get("id", ""))
+            if mounted is not None:
+                mounted.mount_point = entry.get("path") or ""
+                mounted.mount_count = int(entry.get("count") or 0)
 
     def _save_mounts(self) -> None:
         if self.mounts_lock is None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import atomicio
 from ._recordstore import generate_id, remove_tree
@@ -57,11 +57,16 @@ _cache: dict[tuple[str, str, str], Store] = {}
 _cache_lock = threading.Lock()
 
 
-def _copy(value: Any) -> Any:
-    """Copies of records (or lists of them) so callers can't change the store's state."""
-    if isinstance(value, list):
-        return [clone(r) for r in value]
-    return clone(value)
+R = TypeVar("R", Layer, Image, Container)
+
+
+def _copy(record: R) -> R:
+    """A copy of a record, so callers can't change the store's state through it."""
+    return clone(record)
+
+
+def _copies(records: Iterable[R]) -> list[R]:
+    return [clone(r) for r in records]
 
 
 class Store:
@@ -263,15 +268,15 @@ class Store:
 
     def layers(self) -> list[Layer]:
         with self._locked(layers="r"):
-            return _copy(self.layer_store.records)
+            return _copies(self.layer_store.records)
 
     def layers_by_compressed_digest(self, digest: str) -> list[Layer]:
         with self._locked(layers="r"):
-            return _copy(self.layer_store.by_digest(digest, compressed=True))
+            return _copies(self.layer_store.by_digest(digest, compressed=True))
 
     def layers_by_uncompressed_digest(self, digest: str) -> list[Layer]:
         with self._locked(layers="r"):
-            return _copy(self.layer_store.by_digest(digest, compressed=False))
+            return _copies(self.layer_store.by_digest(digest, compressed=False))
 
     def layer_size(self, ref: str) -> int:
         layer = self.layer(ref)
@@ -348,19 +353,19 @@ class Store:
 
     def images(self) -> list[Image]:
         with self._locked(images="r"):
-            return _copy(self.image_store_records.records)
+            return _copies(self.image_store_records.records)
 
     def images_by_digest(self, digest: str) -> list[Image]:
         from .records import validate_digest
 
         validate_digest(digest)
         with self._locked(images="r"):
-            return _copy(self.image_store_records.by_digest.get(digest, []))
+            return _copies(self.image_store_records.by_digest.get(digest, []))
 
     def images_by_top_layer(self, ref: str) -> list[Image]:
         with self._locked(layers="r", images="r"):
             layer = self.layer_store.require(ref)
-            return _copy(self.image_store_records.by_top_layer(layer.id))
+            return _copies(self.image_store_records.by_top_layer(layer.id))
 
     def delete_image(self, ref: str, commit: bool = True) -> list[str]:
         """Delete an image and every layer only it used; returns those layer IDs, top first."""
@@ -537,7 +542,7 @@ class Store:
 
     def containers(self) -> list[Container]:
         with self._locked(containers="r"):
-            return _copy(self.container_store.records)
+            return _copies(self.container_store.records)
 
     def container_by_layer(self, ref: str) -> Container:
         with self._locked(layers="r", containers="r"):
