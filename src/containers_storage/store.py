@@ -105,7 +105,7 @@ class Store:
                                    or options.driver_options):
             options = default_store_options()
         elif not options.graph_root and not options.run_root:
-            raise IncompleteOptions()
+            raise IncompleteOptions("no storage runroot or graphroot specified")
         else:
             options = _Options(**{**options.__dict__})
             if not options.graph_root or not options.run_root:
