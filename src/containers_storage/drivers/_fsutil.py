@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 # mount(2) flags (include/uapi/linux/mount.h)
 MS_RDONLY = 0x1
@@ -128,7 +128,13 @@ def _lib() -> Any:
     global _libc
     if _libc is None:
         lib = ctypes.CDLL(None, use_errno=True)
-        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        lib.mount.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_ulong,
+            ctypes.c_char_p,
+        ]
         lib.mount.restype = ctypes.c_int
         lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         lib.umount2.restype = ctypes.c_int
@@ -326,9 +332,17 @@ def _unescape_mountinfo(field: str) -> str:
     return os.fsdecode(bytes(out))
 
 
-def mountinfo() -> list[tuple[str, str, str]]:
-    """(mount point, fs type, per-mount options) for every mount of this process' namespace."""
-    result: list[tuple[str, str, str]] = []
+class MountInfo(NamedTuple):
+    mount_point: str
+    fstype: str
+    options: str  # per-mount options (ro, nodev...)
+    dev: str  # "major:minor" of the file system
+    root: str  # the directory of that file system mounted here (not "/" for binds)
+
+
+def mountinfo() -> list[MountInfo]:
+    """Every mount of this process' namespace, in mount order."""
+    result: list[MountInfo] = []
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
             fields = line.split()
@@ -336,8 +350,37 @@ def mountinfo() -> list[tuple[str, str, str]]:
                 sep = fields.index("-")
             except ValueError:
                 continue
-            result.append((_unescape_mountinfo(fields[4]), fields[sep + 1], fields[5]))
+            result.append(
+                MountInfo(
+                    _unescape_mountinfo(fields[4]), fields[sep + 1], fields[5], fields[2],
+                    _unescape_mountinfo(fields[3]),
+                )
+            )  # fmt: skip
     return result
+
+
+def is_self_bind(path: str, infos: list[MountInfo] | None = None) -> bool:
+    """Whether the top mount at *path* is a bind of the very directory it covers.
+
+    Such a mount (what upstream's MakePrivate creates) can be undone without
+    hiding anything; a real file system mounted there must never be.
+    """
+    infos = mountinfo() if infos is None else infos
+    real = os.path.realpath(path)
+    top = [i for i in infos if i.mount_point == real]
+    if not top:
+        return False
+    below = [
+        i for i in infos
+        if i.mount_point != real and (real + "/").startswith(i.mount_point.rstrip("/") + "/")
+    ]  # fmt: skip
+    if not below:
+        return False
+    parent = max(below, key=lambda i: len(i.mount_point))
+    if parent.dev != top[-1].dev:
+        return False
+    rel = os.path.relpath(real, parent.mount_point)
+    return os.path.normpath(os.path.join(parent.root, rel)) == top[-1].root
 
 
 def is_mountpoint(path: str) -> bool:
@@ -345,14 +388,14 @@ def is_mountpoint(path: str) -> bool:
         real = os.path.realpath(path)
     except OSError:
         return False
-    return any(mp == real for mp, _, _ in mountinfo())
+    return any(i.mount_point == real for i in mountinfo())
 
 
 def mounts_under(path: str) -> list[str]:
     """Mount points at or below *path*, deepest first."""
     real = os.path.realpath(path)
     prefix = real.rstrip("/") + "/"
-    found = {mp for mp, _, _ in mountinfo() if mp == real or mp.startswith(prefix)}
+    found = {i.mount_point for i in mountinfo() if i.mount_point == real or i.mount_point.startswith(prefix)}
     return sorted(found, key=lambda p: p.count("/"), reverse=True)
 
 

@@ -8,10 +8,12 @@ Layout (on-disk-format §9), shared with the Go implementation::
     G/overlay/<id>/{diff,work,merged}/   and empty/ for base layers
 
 Like upstream, ``G/overlay`` is bind-mounted onto itself and made
-MS_PRIVATE (unless ``skip_mount_home``), and the bind mount outlives the
-process.  Skipping it would be simpler but unsafe when the Go binary shares
-the store: it would bind-mount the home on top of our layer mounts and hide
-them, while mountinfo still listed them as mounted.
+MS_PRIVATE (unless ``skip_mount_home``), but only while we have layers
+mounted: the bind is made before the first layer mount and undone after
+the last unmount, so that creating layers leaves no trace in the mount
+table.  It matters when the Go binary shares the store: without it, Go
+would bind-mount the home on top of our layer mounts and hide them, while
+mountinfo still listed them as mounted.
 
 On purpose different: stacks whose mount data exceed a page use the new
 mount API (one ``lowerdir+`` per layer, kernel >= 6.8) before falling back
@@ -108,7 +110,9 @@ class OverlayDriver(Driver):
                 raise NotSupported(sentinel="overlay: additionallayerstore is not supported")
             elif short == "mount_program":
                 if val and not os.path.exists(val):
-                    raise DriverError(sentinel=f'overlay: can\'t stat program "{val}": no such file or directory')
+                    raise DriverError(
+                        sentinel=f'overlay: can\'t stat program "{val}": no such file or directory'
+                    )
                 self.mount_program = val
             elif short == "skip_mount_home":
                 self.skip_mount_home = parse_bool(val)
@@ -139,7 +143,6 @@ class OverlayDriver(Driver):
                 "backing file system is unsupported for this graph driver"
             )
         self._ensure_home()
-        self._mount_home()
         os.makedirs(os.path.join(self.home, LINK_DIR), mode=0o755, exist_ok=True)
         os.chmod(os.path.join(self.home, LINK_DIR), 0o755)
         self._init_mount_program()
@@ -162,9 +165,19 @@ class OverlayDriver(Driver):
         try:
             if not _fsutil.is_mountpoint(self.home):
                 _fsutil.mount(self.home, self.home, None, _fsutil.MS_BIND)
-            _fsutil.mount("", self.home, None, _fsutil.MS_PRIVATE)
+                _fsutil.mount("", self.home, None, _fsutil.MS_PRIVATE)
         except OSError as exc:
             raise DriverError(sentinel=f"overlay: making {self.home} a private mount: {exc}") from exc
+
+    def _release_home(self) -> None:
+        """Undo the home bind mount once no layer (ours or anyone's) is mounted below it."""
+        if self.skip_mount_home or os.geteuid() != 0:
+            return
+        infos = _fsutil.mountinfo()
+        real = os.path.realpath(self.home)
+        inside = [i for i in infos if i.mount_point.startswith(real + "/")]
+        if not inside and _fsutil.is_self_bind(real, infos):
+            _fsutil.unmount(real, _fsutil.MNT_DETACH)
 
     # -- option parsing helpers
 
@@ -390,7 +403,9 @@ class OverlayDriver(Driver):
         if self.force_mask is not None:
             self._mkdir(diff, self.force_mask, diff_uid, diff_gid)
             # The real values live in the xattr that fuse-overlayfs presents instead.
-            os.setxattr(diff, "user.containers.override_stat", f"{diff_uid}:{diff_gid}:0{diff_mode:o}".encode())
+            os.setxattr(
+                diff, "user.containers.override_stat", f"{diff_uid}:{diff_gid}:0{diff_mode:o}".encode()
+            )
         else:
             self._mkdir(diff, diff_mode, diff_uid, diff_gid)
 
@@ -404,7 +419,9 @@ class OverlayDriver(Driver):
             return
         parent_link = (_read_text(os.path.join(parent_dir, "link")) or "").strip()
         if not parent_link:
-            raise DriverError(sentinel=f"overlay: parent layer {os.path.basename(parent_dir)} has no link file")
+            raise DriverError(
+                sentinel=f"overlay: parent layer {os.path.basename(parent_dir)} has no link file"
+            )
         lower = f"{LINK_DIR}/{parent_link}"
         parent_lower = _read_text(os.path.join(parent_dir, "lower"))
         if parent_lower:
@@ -422,11 +439,15 @@ class OverlayDriver(Driver):
                 os.unlink(path)
         merged = os.path.join(directory, "merged")
         self._counts.pop(merged, None)
+        had_mounts = bool(_fsutil.mounts_under(directory))
         _fsutil.rmtree(directory)  # detaches a leftover mount of merged/ first
         run_dir = os.path.join(self.run_home, layer_id)
         if os.path.isdir(run_dir):
             self._counts.pop(os.path.join(run_dir, "merged"), None)
+            had_mounts = had_mounts or bool(_fsutil.mounts_under(run_dir))
             _fsutil.rmtree(run_dir)
+        if had_mounts:
+            self._release_home()
 
     def exists(self, layer_id: str) -> bool:
         try:
@@ -529,6 +550,7 @@ class OverlayDriver(Driver):
             return target
         if not own:
             os.makedirs(target, mode=0o700, exist_ok=True)
+        self._mount_home()
 
         options = list(opts.options)
         defaults = [o for o in self.mount_options.split(",") if o]
@@ -663,10 +685,16 @@ class OverlayDriver(Driver):
         data_opts = [o for o in options if o not in ("ro", "rw")]
         data = self._data(lowers, upper, work, data_opts)
         proc = subprocess.run(
-            [self.mount_program, "-o", data, target], cwd=self.home, capture_output=True, text=True, check=False
+            [self.mount_program, "-o", data, target],
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
-            raise OSError(errno.EIO, f"{self.mount_program} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+            raise OSError(
+                errno.EIO, f"{self.mount_program} failed: {proc.stderr.strip() or proc.stdout.strip()}"
+            )
 
     def unmount(self, layer_id: str) -> None:
         target = self.mount_path_of(layer_id)
@@ -678,13 +706,17 @@ class OverlayDriver(Driver):
         if self.mount_program and _fsutil.is_mountpoint(target):
             for tool in ("fusermount3", "fusermount"):
                 exe = shutil.which(tool)
-                if exe and subprocess.run([exe, "-u", target], capture_output=True, check=False).returncode == 0:
+                if (
+                    exe
+                    and subprocess.run([exe, "-u", target], capture_output=True, check=False).returncode == 0
+                ):
                     break
         try:
             _fsutil.unmount(target, _fsutil.MNT_DETACH)
         except OSError as exc:
             raise DriverError(sentinel=f"overlay: unmounting {target}: {exc}") from exc
         self._fresh_mountpoint(target)
+        self._release_home()
 
     @staticmethod
     def _fresh_mountpoint(target: str) -> None:
@@ -749,11 +781,4 @@ class OverlayDriver(Driver):
         return meta
 
     def cleanup(self) -> None:
-        # The store calls this only when no layer is mounted: a lazy unmount of
-        # the home would detach every layer mount made inside it.
-        if self.skip_mount_home or os.geteuid() != 0:
-            return
-        try:
-            _fsutil.unmount(self.home, _fsutil.MNT_DETACH)
-        except OSError as exc:
-            raise DriverError(sentinel=f"overlay: unmounting {self.home}: {exc}") from exc
+        self._release_home()
