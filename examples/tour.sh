@@ -11,9 +11,8 @@ cleanup() { cs shutdown -f >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 echo "== store at $work ($driver driver)"
-base=$(cs create-layer -n base)
-base=${base%%$'\t'*}
-base=$(echo "$base" | head -n1)
+# create-* print the new ID, then one tab-indented line per name.
+base=$(cs create-layer -n base | head -n1)
 top=$(cs create-layer -n app "$base" | head -n1)
 echo "layers: base=$base top=$top"
 
