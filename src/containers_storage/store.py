@@ -143,14 +143,16 @@ class Store:
         priority = list(options.driver_priority) or DEFAULT_PRIORITY
         explicit = bool(options.driver_priority)
         prior = prior_drivers(self.graph_root)
-        candidates = [canonical_name(n) for n in priority if explicit or n != "vfs"]
-        found = [n for n in candidates if n in prior]
-        if len(set(prior) - ({"vfs"} if not explicit else set())) > 1:
-            names = ", ".join(sorted(set(prior)))
-            raise DriverError(sentinel=f"{self.graph_root} contains several valid graphdrivers: {names}; "
-                              "Please cleanup or explicitly choose storage driver (-s <DRIVER>)")
-        if found:
-            return make(found[0])
+        for name in map(canonical_name, priority):
+            # vfs state alone doesn't pin the driver unless vfs was asked for.
+            if name == "vfs" and not explicit:
+                continue
+            if name in prior:
+                if len(prior) > 1:
+                    raise DriverError(sentinel=(
+                        f"{self.graph_root} contains several valid graphdrivers: {', '.join(prior)}; "
+                        "Please cleanup or explicitly choose storage driver (-s <DRIVER>)"))
+                return make(name)
         for name in [canonical_name(n) for n in priority]:
             try:
                 cls = driver_class(name)

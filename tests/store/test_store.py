@@ -407,3 +407,22 @@ def test_unknown_driver(tmp_path: Path) -> None:
     with pytest.raises(errors.DriverError, match="driver not supported"):
         Store.open(StoreOptions(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"),
                                 driver_name="nosuch"))
+
+
+def test_several_prior_drivers_need_an_explicit_choice(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    (root / "overlay").mkdir(parents=True)
+    (root / "vfs").mkdir()
+    with pytest.raises(errors.DriverError, match="contains several valid graphdrivers"):
+        Store.open(StoreOptions(graph_root=str(root), run_root=str(tmp_path / "r"),
+                                driver_priority=["overlay", "vfs"]))
+
+
+def test_vfs_state_pins_the_driver_when_the_priority_list_names_it(tmp_path: Path) -> None:
+    # Upstream skips vfs while looking for prior state unless the priority list names it.
+    root = tmp_path / "g"
+    (root / "vfs").mkdir(parents=True)
+    store = Store.open(StoreOptions(graph_root=str(root), run_root=str(tmp_path / "r"),
+                                    driver_priority=["vfs"]))
+    assert store.graph_driver_name == "vfs"
+    store.free()
