@@ -431,3 +431,23 @@ def test_layout_matches_go_binary(tmp_path: Path) -> None:
         assert os.readlink(go_home / "l" / (go_home / go_child / "link").read_text()) == f"../{go_child}/diff"
     finally:
         force_unmount_below(tmp_path)  # the Go binary leaves its home bind mount behind
+
+
+def test_already_mounted_layer_is_adopted_not_stacked(tmp_path: Path) -> None:
+    suite = TestOverlayConformance()
+    first = suite.make_driver(tmp_path)
+    first.create("base", None, CreateOptions())
+    mnt = first.mount("base", MountOptions())
+    other = suite.make_driver(tmp_path)  # e.g. another process sharing the store
+    assert other.mount("base", MountOptions()) == mnt
+    assert len([m for m in mount_points() if m[0] == mnt]) == 1
+    other.unmount("base")
+    assert not is_mount_point(mnt)
+    assert not is_mount_point(_home(tmp_path))
+
+
+def test_failed_mount_leaves_no_home_bind(drv: OverlayDriver, tmp_path: Path) -> None:
+    drv.create("base", None, CreateOptions())
+    with pytest.raises(StorageError):
+        drv.mount("base", MountOptions(options=["no_such_overlay_option=1"]))
+    assert not is_mount_point(_home(tmp_path))

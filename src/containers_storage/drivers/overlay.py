@@ -545,12 +545,13 @@ class OverlayDriver(Driver):
             raise LayerUnknown(f"overlay: mount {layer_id}")
         own = self._is_own(directory)
         target = self.mount_path_of(layer_id)
-        if self._counts.get(target, 0) > 0 and _fsutil.is_mountpoint(target):
-            self._counts[target] += 1
+        if _fsutil.is_mountpoint(target):
+            # Ours: one more user.  Someone else's (another process, or a
+            # previous run): adopt it rather than stack a second overlay.
+            self._counts[target] = self._counts.get(target, 0) + 1
             return target
         if not own:
             os.makedirs(target, mode=0o700, exist_ok=True)
-        self._mount_home()
 
         options = list(opts.options)
         defaults = [o for o in self.mount_options.split(",") if o]
@@ -591,12 +592,14 @@ class OverlayDriver(Driver):
             # The kernel refuses to reuse a workdir left over by a volatile mount.
             _fsutil.rmtree(os.path.join(work, "work", "incompat", "volatile"))
 
+        self._mount_home()
         try:
             if self.mount_program:
                 self._mount_fuse(target, lowers, upper, work, options)
             else:
                 self._mount_native(layer_id, target, lowers, upper, work, flags, data_opts)
         except OSError as exc:
+            self._release_home()
             raise DriverError(sentinel=f"overlay: mounting {layer_id} on {target}: {exc}") from exc
         self._counts[target] = 1
         return target
