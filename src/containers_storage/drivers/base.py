@@ -119,7 +119,7 @@ class Driver(ABC):
     def metadata(self, layer_id: str) -> dict[str, str]:
         return {}
 
-    def cleanup(self) -> None:
+    def cleanup(self) -> None:  # noqa: B027 - optional hook; most drivers hold nothing
         """Release driver-wide resources at shutdown (e.g. the home bind mount)."""
 
     def mount_path_of(self, layer_id: str) -> str:
