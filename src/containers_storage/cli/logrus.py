@@ -64,4 +64,3 @@ def configure_logging(stream: IO[str], debug: bool) -> None:
     handler.setFormatter(LogrusFormatter())
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.ERROR)
-    logger.propagate = False
