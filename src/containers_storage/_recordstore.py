@@ -15,12 +15,12 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from . import atomicio
 from .errors import DuplicateName, InvalidBigDataName, StoreIsReadOnly
 from .lockfile import LockFile, get_lockfile
-from .records import Container, Image, Layer, encode_records, parse_record_file
+from .records import Container, Image, Layer, decode_records, encode_records
 
 log = logging.getLogger("containers_storage")
 
@@ -133,8 +133,8 @@ class RecordStore(Generic[R]):
         for record_file in self.files:
             record_file.mtime_ns = record_file.stat_mtime()
             data = atomicio.read_file(record_file.path)
-            for obj in parse_record_file(data, record_file.path):
-                record = self._from_json(obj, record_file.location)
+            for record in decode_records(data, record_file.path, self.record_type):
+                self._on_load_record(record, record_file.location)
                 if record.id in by_id:
                     continue  # first file wins, as upstream's load order does
                 records.append(record)
@@ -145,8 +145,8 @@ class RecordStore(Generic[R]):
         self._loaded = True
         self._after_load()
 
-    def _from_json(self, obj: dict[str, Any], location: str) -> R:
-        return self.record_type.from_json(obj)
+    def _on_load_record(self, record: R, location: str) -> None:
+        """Hook: set runtime-only state of a record read from the *location* file."""
 
     def _after_load(self) -> None:
         """Hook: fix-ups that may need saving (duplicate names, incomplete layers)."""

@@ -32,10 +32,9 @@ class ContainerStore(RecordStore[Container]):
         super().__init__(directory, os.path.join(meta_dir, "containers.lock"), files, durable=durable)
         self.by_layer: dict[str, Container] = {}
 
-    def _from_json(self, obj: dict[str, Any], location: str) -> Container:
-        container = Container.from_json(obj)
-        container.volatile_file = location == VOLATILE
-        return container
+    def _on_load_record(self, record: Container, location: str) -> None:
+        if location == VOLATILE:
+            record.volatile_file = True
 
     def location_of(self, record: Container) -> str:
         return VOLATILE if record.volatile_file or self.transient else STABLE
@@ -68,7 +67,8 @@ class ContainerStore(RecordStore[Container]):
         self.check_names_free(names)
         container = Container(id=container_id, names=names, image=image, layer=layer, metadata=metadata,
                               created=Timestamp.now(), uidmap=list(uidmap), gidmap=list(gidmap),
-                              flags=dict(flags), volatile_file=volatile)
+                              flags=dict(flags))
+        container.volatile_file = volatile
         for key, data in big_data.items():
             self._store_bigdata(container, key, data)
         self.add(container)

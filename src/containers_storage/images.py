@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from typing import Any
 
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
 from .creation import ImageOptions
@@ -27,10 +26,10 @@ class ImageStore(RecordStore[Image]):
                          read_only=read_only, durable=durable)
         self.by_digest: dict[str, list[Image]] = {}
 
-    def _from_json(self, obj: dict[str, Any], location: str) -> Image:
-        image = Image.from_json(obj)
-        image.read_only = self.read_only
-        return image
+    def _on_load_record(self, record: Image, location: str) -> None:
+        record.recompute_digests()
+        if self.read_only:
+            record.read_only = True
 
     def _rebuild_indexes(self) -> None:
         super()._rebuild_indexes()

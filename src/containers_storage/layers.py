@@ -11,7 +11,6 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import orjson
 
@@ -66,11 +65,11 @@ class LayerStore(RecordStore[Layer]):
 
     # ------------------------------------------------------------ load / save
 
-    def _from_json(self, obj: dict[str, Any], location: str) -> Layer:
-        layer = Layer.from_json(obj)
-        layer.volatile = location == VOLATILE
-        layer.read_only = self.read_only
-        return layer
+    def _on_load_record(self, record: Layer, location: str) -> None:
+        if location == VOLATILE:
+            record.volatile = True
+        if self.read_only:
+            record.read_only = True
 
     def location_of(self, record: Layer) -> str:
         return VOLATILE if record.volatile else STABLE
@@ -230,8 +229,8 @@ class LayerStore(RecordStore[Layer]):
             uidmap=list(uidmap),
             gidmap=list(gidmap),
             flags={**options.flags, _INCOMPLETE: True},
-            volatile=options.volatile,
         )
+        layer.volatile = options.volatile
         if options.uncompressed_digest:
             layer.uncompressed_digest = validate_digest(options.uncompressed_digest)
         if options.original_digest:

@@ -1,22 +1,26 @@
 """Layer, Image and Container records with upstream's JSON shapes.
 
-The on-disk format is declared here once: field order is Go's struct order,
-``omitempty`` rules are applied by :func:`_put`, times use Go's RFC 3339 with
-nanoseconds, maps are written with keys sorted by byte value and the encoder
-escapes exactly what Go's ``encoding/json`` escapes.  Nobody else builds these
-dicts by hand.
+The on-disk format is declared here once, as msgspec structs: field order is
+Go's struct order, ``omit_defaults`` is Go's ``omitempty`` (fields Go always
+writes have no default), times use Go's RFC 3339 with nanoseconds, maps are
+written with keys sorted (code-point order is UTF-8 byte order, as Go sorts)
+and the encoder escapes exactly what Go's ``encoding/json`` escapes.  Nobody
+else builds these dicts by hand.
+
+msgspec decodes a record array straight into structs, which keeps listing ten
+thousand layers cheap; runtime-only state (mount point, read-only...) lives in
+each struct's ``__dict__`` and is never encoded.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import datetime as _dt
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
+import msgspec
 import orjson
 
 from .errors import CorruptMetadata, InvalidDigest
@@ -36,11 +40,18 @@ _GO_ESCAPES = (
 def go_json(value: Any) -> bytes:
     """Encode *value* the way Go's ``json.Marshal`` does (compact, HTML-escaped).
 
-    Those characters can only occur inside JSON strings, so replacing them in
-    the encoded bytes is exact.  Callers pass dicts already in field order;
-    maps that Go sorts are sorted by :func:`sorted_map`.
+    Callers pass dicts already in field order; maps that Go sorts are sorted
+    by :func:`sorted_map`.
     """
-    data = orjson.dumps(value)
+    return go_escape(orjson.dumps(value))
+
+
+def go_escape(data: bytes) -> bytes:
+    """Apply Go's HTML-safe escapes to encoded JSON.
+
+    Those characters can only occur inside JSON strings, so replacing them in
+    the encoded bytes is exact.
+    """
     for raw, escaped in _GO_ESCAPES:
         if raw in data:
             data = data.replace(raw, escaped)
@@ -50,12 +61,6 @@ def go_json(value: Any) -> bytes:
 def sorted_map(mapping: dict[str, Any]) -> dict[str, Any]:
     """Return *mapping* with keys in byte order, as Go writes maps."""
     return {k: mapping[k] for k in sorted(mapping, key=lambda k: k.encode("utf-8", "surrogatepass"))}
-
-
-def _put(out: dict[str, Any], key: str, value: Any) -> None:
-    """Set *key* unless *value* is empty, following Go's ``omitempty``."""
-    if value:
-        out[key] = value
 
 
 # --------------------------------------------------------------------------
@@ -184,14 +189,6 @@ class Timestamp:
         return self.format()
 
 
-def _time(value: Any) -> Timestamp:
-    if value is None:
-        return Timestamp.zero()
-    if not isinstance(value, str):
-        raise ValueError(f"time must be a string, got {value!r}")
-    return Timestamp.parse(value)
-
-
 # --------------------------------------------------------------------------
 # Digests
 
@@ -224,32 +221,19 @@ def sha256_digest(data: bytes) -> str:
 # ID maps
 
 
-@dataclass(frozen=True, slots=True)
-class IDMap:
+class IDMap(msgspec.Struct, frozen=True):
     """One uid or gid mapping range (``{"container_id":0,"host_id":100000,"size":65536}``)."""
 
-    container_id: int
-    host_id: int
-    size: int
+    container_id: int = 0
+    host_id: int = 0
+    size: int = 0
 
     def to_json(self) -> dict[str, int]:
         return {"container_id": self.container_id, "host_id": self.host_id, "size": self.size}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> IDMap:
-        return cls(int(obj.get("container_id", 0)), int(obj.get("host_id", 0)), int(obj.get("size", 0)))
-
-
-def _maps(value: Any) -> list[IDMap]:
-    return [IDMap.from_json(m) for m in value or ()]
-
-
-def _maps_json(maps: Iterable[IDMap]) -> list[dict[str, int]]:
-    return [m.to_json() for m in maps]
-
-
-def _strings(value: Any) -> list[str]:
-    return [str(v) for v in value or ()]
+        return cls(int(obj.get("container_id") or 0), int(obj.get("host_id") or 0), int(obj.get("size") or 0))
 
 
 # --------------------------------------------------------------------------
@@ -264,145 +248,113 @@ class Compression:
     ZSTD = 4
 
 
-@dataclass(slots=True)
-class Layer:
+_T = TypeVar("_T")
+
+
+class _Runtime(Generic[_T]):
+    """A per-instance attribute that is never encoded (kept in the struct's ``__dict__``)."""
+
+    def __init__(self, default: _T) -> None:
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _Runtime[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> _T: ...
+    def __get__(self, obj: object | None, owner: type) -> _T | _Runtime[_T]:
+        if obj is None:
+            return self
+        value: _T = obj.__dict__.get(self.name, self.default)
+        return value
+
+    def __set__(self, obj: object, value: _T) -> None:
+        obj.__dict__[self.name] = value
+
+
+class _Record(msgspec.Struct, omit_defaults=True, kw_only=True, dict=True):
+    """Shared behaviour; subclasses declare the persisted fields in Go's order."""
+
+    _RUNTIME: ClassVar[tuple[str, ...]] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The persisted JSON object (Go's shape), e.g. for ``-j`` output."""
+        out: dict[str, Any] = msgspec.to_builtins(self, order="deterministic", enc_hook=_enc_hook)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Any:
+        """Build a record from a decoded JSON object, tolerating nulls and odd types."""
+        return _lenient(cls, obj)
+
+
+class Layer(_Record, kw_only=True, rename={
+    "mount_label": "mountlabel", "compressed_digest": "compressed-diff-digest",
+    "compressed_size": "compressed-size", "uncompressed_digest": "diff-digest",
+    "toc_digest": "toc-digest", "uncompressed_size": "diff-size", "big_data_names": "big-data-names"}):
     """A layer record (``layers.json``) plus runtime-only mount state."""
 
     id: str
-    names: list[str] = field(default_factory=list)
+    names: list[str] = []
     parent: str = ""
     metadata: str = ""
     mount_label: str = ""
-    created: Timestamp = field(default_factory=Timestamp.now)
+    created: Timestamp = msgspec.field(default_factory=Timestamp.now)
     compressed_digest: str = ""
     compressed_size: int = 0
     uncompressed_digest: str = ""
     toc_digest: str = ""
     uncompressed_size: int = 0
     compression: int = 0
-    uidset: list[int] = field(default_factory=list)
-    gidset: list[int] = field(default_factory=list)
-    flags: dict[str, Any] = field(default_factory=dict)
-    uidmap: list[IDMap] = field(default_factory=list)
-    gidmap: list[IDMap] = field(default_factory=list)
-    big_data_names: list[str] = field(default_factory=list)
+    uidset: list[int] = []
+    gidset: list[int] = []
+    flags: dict[str, Any] = {}
+    uidmap: list[IDMap] = []
+    gidmap: list[IDMap] = []
+    big_data_names: list[str] = []
+
     # Runtime only, never written to layers.json.
-    mount_point: str = ""
-    mount_count: int = 0
-    read_only: bool = False
-    volatile: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id}
-        _put(out, "names", self.names)
-        _put(out, "parent", self.parent)
-        _put(out, "metadata", self.metadata)
-        _put(out, "mountlabel", self.mount_label)
-        out["created"] = self.created.format()
-        _put(out, "compressed-diff-digest", self.compressed_digest)
-        _put(out, "compressed-size", self.compressed_size)
-        _put(out, "diff-digest", self.uncompressed_digest)
-        _put(out, "toc-digest", self.toc_digest)
-        _put(out, "diff-size", self.uncompressed_size)
-        _put(out, "compression", self.compression)
-        _put(out, "uidset", self.uidset)
-        _put(out, "gidset", self.gidset)
-        _put(out, "flags", sorted_map(self.flags) if self.flags else None)
-        _put(out, "uidmap", _maps_json(self.uidmap))
-        _put(out, "gidmap", _maps_json(self.gidmap))
-        _put(out, "big-data-names", self.big_data_names)
-        return out
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Layer:
-        # Hot path (every listing loads every record): plain lookups, no helpers
-        # for fields that are usually absent.
-        g = obj.get
-        names = g("names")
-        uidset = g("uidset")
-        gidset = g("gidset")
-        flags = g("flags")
-        uidmap = g("uidmap")
-        gidmap = g("gidmap")
-        bdn = g("big-data-names")
-        created = g("created")
-        return cls(
-            str(obj["id"]),
-            [str(n) for n in names] if names else [],
-            g("parent") or "",
-            g("metadata") or "",
-            g("mountlabel") or "",
-            Timestamp.parse(created) if isinstance(created, str) else _time(created),
-            g("compressed-diff-digest") or "",
-            int(g("compressed-size") or 0),
-            g("diff-digest") or "",
-            g("toc-digest") or "",
-            int(g("diff-size") or 0),
-            int(g("compression") or 0),
-            [int(u) for u in uidset] if uidset else [],
-            [int(u) for u in gidset] if gidset else [],
-            dict(flags) if flags else {},
-            _maps(uidmap) if uidmap else [],
-            _maps(gidmap) if gidmap else [],
-            [str(n) for n in bdn] if bdn else [],
-        )
+    mount_point = _Runtime("")
+    mount_count = _Runtime(0)
+    read_only = _Runtime(False)
+    volatile = _Runtime(False)
+    _RUNTIME = ("mount_point", "mount_count", "read_only", "volatile")
 
     @property
     def incomplete(self) -> bool:
         return self.flags.get("incomplete") is True
 
 
-@dataclass(slots=True)
-class Image:
+class Image(_Record, kw_only=True, rename={
+    "names_history": "names-history", "top_layer": "layer", "mapped_top_layers": "mapped-layers",
+    "big_data_names": "big-data-names", "big_data_sizes": "big-data-sizes",
+    "big_data_digests": "big-data-digests"}):
     """An image record (``images.json``)."""
 
     id: str
     digest: str = ""
-    names: list[str] = field(default_factory=list)
-    names_history: list[str] = field(default_factory=list)
+    names: list[str] = []
+    names_history: list[str] = []
     top_layer: str = ""
-    mapped_top_layers: list[str] = field(default_factory=list)
+    mapped_top_layers: list[str] = []
     metadata: str = ""
-    big_data_names: list[str] = field(default_factory=list)
-    big_data_sizes: dict[str, int] = field(default_factory=dict)
-    big_data_digests: dict[str, str] = field(default_factory=dict)
-    created: Timestamp = field(default_factory=Timestamp.now)
-    flags: dict[str, Any] = field(default_factory=dict)
-    # Runtime only.
-    digests: list[str] = field(default_factory=list)
-    read_only: bool = False
+    big_data_names: list[str] = []
+    big_data_sizes: dict[str, int] = {}
+    big_data_digests: dict[str, str] = {}
+    created: Timestamp = msgspec.field(default_factory=Timestamp.now)
+    flags: dict[str, Any] = {}
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id}
-        _put(out, "digest", self.digest)
-        _put(out, "names", self.names)
-        _put(out, "names-history", self.names_history)
-        _put(out, "layer", self.top_layer)
-        _put(out, "mapped-layers", self.mapped_top_layers)
-        _put(out, "metadata", self.metadata)
-        _put(out, "big-data-names", self.big_data_names)
-        _put(out, "big-data-sizes", sorted_map(self.big_data_sizes) if self.big_data_sizes else None)
-        _put(out, "big-data-digests", sorted_map(self.big_data_digests) if self.big_data_digests else None)
-        out["created"] = self.created.format()
-        _put(out, "flags", sorted_map(self.flags) if self.flags else None)
-        return out
+    # Runtime only.
+    # Always replaced, never mutated in place: the default list is shared.
+    digests = _Runtime[list[str]]([])
+    read_only = _Runtime(False)
+    _RUNTIME = ("digests", "read_only")
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Image:
-        image = cls(
-            id=str(obj["id"]),
-            digest=obj.get("digest") or "",
-            names=_strings(obj.get("names")),
-            names_history=_strings(obj.get("names-history")),
-            top_layer=obj.get("layer") or "",
-            mapped_top_layers=_strings(obj.get("mapped-layers")),
-            metadata=obj.get("metadata") or "",
-            big_data_names=_strings(obj.get("big-data-names")),
-            big_data_sizes={str(k): int(v) for k, v in (obj.get("big-data-sizes") or {}).items()},
-            big_data_digests={str(k): str(v) for k, v in (obj.get("big-data-digests") or {}).items()},
-            created=_time(obj.get("created")),
-            flags=dict(obj.get("flags") or {}),
-        )
+        image: Image = _lenient(cls, obj)
         image.recompute_digests()
         return image
 
@@ -426,87 +378,99 @@ class Image:
         self.digests = digests
 
 
-@dataclass(slots=True)
-class Container:
+class Container(_Record, kw_only=True, rename={
+    "big_data_names": "big-data-names", "big_data_sizes": "big-data-sizes",
+    "big_data_digests": "big-data-digests"}):
     """A container record (``containers.json``)."""
 
     id: str
-    names: list[str] = field(default_factory=list)
-    image: str = ""
-    layer: str = ""
+    names: list[str] = []
+    # Go writes these two even when empty, so they have no default.
+    image: str
+    layer: str
     metadata: str = ""
-    big_data_names: list[str] = field(default_factory=list)
-    big_data_sizes: dict[str, int] = field(default_factory=dict)
-    big_data_digests: dict[str, str] = field(default_factory=dict)
-    created: Timestamp = field(default_factory=Timestamp.now)
-    uidmap: list[IDMap] = field(default_factory=list)
-    gidmap: list[IDMap] = field(default_factory=list)
-    flags: dict[str, Any] = field(default_factory=dict)
+    big_data_names: list[str] = []
+    big_data_sizes: dict[str, int] = {}
+    big_data_digests: dict[str, str] = {}
+    created: Timestamp = msgspec.field(default_factory=Timestamp.now)
+    uidmap: list[IDMap] = []
+    gidmap: list[IDMap] = []
+    flags: dict[str, Any] = {}
+
     # Runtime only.
-    volatile_file: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id}
-        _put(out, "names", self.names)
-        out["image"] = self.image
-        out["layer"] = self.layer
-        _put(out, "metadata", self.metadata)
-        _put(out, "big-data-names", self.big_data_names)
-        _put(out, "big-data-sizes", sorted_map(self.big_data_sizes) if self.big_data_sizes else None)
-        _put(out, "big-data-digests", sorted_map(self.big_data_digests) if self.big_data_digests else None)
-        out["created"] = self.created.format()
-        _put(out, "uidmap", _maps_json(self.uidmap))
-        _put(out, "gidmap", _maps_json(self.gidmap))
-        _put(out, "flags", sorted_map(self.flags) if self.flags else None)
-        return out
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Container:
-        return cls(
-            id=str(obj["id"]),
-            names=_strings(obj.get("names")),
-            image=obj.get("image") or "",
-            layer=obj.get("layer") or "",
-            metadata=obj.get("metadata") or "",
-            big_data_names=_strings(obj.get("big-data-names")),
-            big_data_sizes={str(k): int(v) for k, v in (obj.get("big-data-sizes") or {}).items()},
-            big_data_digests={str(k): str(v) for k, v in (obj.get("big-data-digests") or {}).items()},
-            created=_time(obj.get("created")),
-            uidmap=_maps(obj.get("uidmap")),
-            gidmap=_maps(obj.get("gidmap")),
-            flags=dict(obj.get("flags") or {}),
-        )
+    volatile_file = _Runtime(False)
+    _RUNTIME = ("volatile_file",)
 
     @property
     def volatile(self) -> bool:
         return self.flags.get("Volatile") is True
 
 
-def clone(record: _R) -> _R:
-    """A copy that shares nothing mutable with *record* (much cheaper than deepcopy)."""
-    cls = type(record)
-    new = cls.__new__(cls)
-    for name, kind in _FIELD_KINDS[cls]:
-        value = getattr(record, name)
-        if kind == 1:
-            value = value.copy()
-        elif kind == 2 and value:
-            value = copy.deepcopy(value)
-        setattr(new, name, value)
-    return new
-
-
-# Per field: 0 immutable, 1 flat list/dict (shallow copy), 2 flags (may nest).
-_FIELD_KINDS: dict[type, tuple[tuple[str, int], ...]] = {
-    cls: tuple((f.name, 2 if f.name == "flags" else 1 if f.default_factory in (list, dict) else 0)
-               for f in dataclasses.fields(cls))
-    for cls in (Layer, Image, Container)
-}
 _R = TypeVar("_R", Layer, Image, Container)
 
 
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Timestamp):
+        return obj.format()
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+def _dec_hook(kind: type, obj: Any) -> Any:
+    if kind is Timestamp and isinstance(obj, str):
+        return Timestamp.parse(obj)
+    raise NotImplementedError(f"cannot decode {kind.__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(order="deterministic", enc_hook=_enc_hook)
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+def _lenient(cls: type[Any], obj: dict[str, Any]) -> Any:
+    """Decode one record object the way Go's decoder would: nulls are empty values."""
+    cleaned = {k: v for k, v in obj.items() if v is not None}
+    if cls is Container:
+        cleaned.setdefault("image", "")
+        cleaned.setdefault("layer", "")
+    cleaned.setdefault("created", Timestamp.ZERO_TEXT)
+    return msgspec.convert(cleaned, cls, dec_hook=_dec_hook, strict=False)
+
+
+def decode_records(data: bytes, path: str, cls: type[_R]) -> list[_R]:
+    """Parse a JSON record array of *cls*, naming *path* in any error."""
+    if not data.strip():
+        return []
+    decoder = _DECODERS.get(cls)
+    if decoder is None:
+        decoder = _DECODERS[cls] = msgspec.json.Decoder(list[cls] | None, dec_hook=_dec_hook)  # type: ignore[valid-type]
+    try:
+        records: list[_R] | None = decoder.decode(data)
+        return records or []
+    except msgspec.ValidationError:
+        pass  # odd but valid JSON (nulls, missing "created"...): take the slow, lenient path
+    except msgspec.DecodeError as exc:
+        raise CorruptMetadata(f"loading {path}: {exc}") from exc
+    try:
+        return [_lenient(cls, obj) for obj in parse_record_file(data, path)]
+    except (msgspec.ValidationError, ValueError, TypeError) as exc:
+        raise CorruptMetadata(f"loading {path}: {exc}") from exc
+
+
+def clone(record: _R) -> _R:
+    """A copy that shares nothing mutable with *record* (runtime state included)."""
+    new = copy.copy(record)
+    for name in record.__struct_fields__:
+        value = getattr(record, name)
+        if isinstance(value, list | dict):
+            setattr(new, name, copy.deepcopy(value) if name == "flags" and value else value.copy())
+    for name in record._RUNTIME:
+        if name in record.__dict__:
+            value = record.__dict__[name]
+            setattr(new, name, value.copy() if isinstance(value, list) else value)
+    return new
+
+
 def parse_record_file(data: bytes, path: str) -> list[dict[str, Any]]:
-    """Parse a JSON record array, naming *path* in the error when it is broken."""
+    """Parse a JSON record array into plain dicts, naming *path* in the error when broken."""
     if not data.strip():
         return []
     try:
@@ -521,4 +485,9 @@ def parse_record_file(data: bytes, path: str) -> list[dict[str, Any]]:
 
 
 def encode_records(records: Iterable[Layer | Image | Container]) -> bytes:
-    return go_json([r.to_json() for r in records])
+    """The JSON array Go writes for these records (compact, HTML-escaped)."""
+    return go_escape(_ENCODER.encode(list(records)))
+
+
+def encode_record(record: Layer | Image | Container) -> bytes:
+    return go_escape(_ENCODER.encode(record))

@@ -46,7 +46,7 @@ def test_captured_container_round_trip() -> None:
 
 
 def test_container_keeps_empty_image_and_layer() -> None:
-    out = Container(id="x", created=Timestamp.parse("2026-01-01T00:00:00Z")).to_json()
+    out = Container(id="x", image="", layer="", created=Timestamp.parse("2026-01-01T00:00:00Z")).to_json()
     assert out == {"id": "x", "image": "", "layer": "", "created": "2026-01-01T00:00:00Z"}
 
 
@@ -124,3 +124,37 @@ def test_flags_nested_values_survive() -> None:
            "flags": {"MountOpts": ["nodev"], "Volatile": True, "MountLabel": ""}}
     out = orjson.loads(go_json(Container.from_json(raw).to_json()))
     assert out["flags"] == raw["flags"]
+
+
+def test_decode_records_fast_and_lenient_paths_agree() -> None:
+    from containers_storage.records import decode_records
+
+    fast = decode_records(CAPTURED_LAYERS, "layers.json", Layer)
+    assert [layer.id[:6] for layer in fast] == ["579842", "3a3b01"]
+    # Nulls and a missing "created" are accepted (Go reads them as empty values).
+    odd = b'[{"id":"a","names":null,"flags":null},{"id":"b","created":"2026-01-01T00:00:00Z"}]'
+    layers = decode_records(odd, "layers.json", Layer)
+    assert layers[0].names == [] and layers[0].created.format() == "0001-01-01T00:00:00Z"
+    assert encode_records(layers) == (b'[{"id":"a","created":"0001-01-01T00:00:00Z"},'
+                                      b'{"id":"b","created":"2026-01-01T00:00:00Z"}]')
+    containers = decode_records(b'[{"id":"c"}]', "containers.json", Container)
+    assert encode_records(containers) == b'[{"id":"c","image":"","layer":"","created":"0001-01-01T00:00:00Z"}]'
+
+
+def test_decode_records_errors_name_the_file() -> None:
+    from containers_storage.records import decode_records
+
+    for bad in (b'[{"id":"a"', b'{"id":"a"}', b'[{"id":"a","names":"notalist"}]'):
+        with pytest.raises(CorruptMetadata, match=r"/s/layers\.json"):
+            decode_records(bad, "/s/layers.json", Layer)
+
+
+def test_runtime_state_is_never_encoded_and_survives_clone() -> None:
+    from containers_storage.records import clone
+
+    layer = Layer(id="a", created=Timestamp.parse("2026-01-01T00:00:00Z"), names=["n"])
+    layer.mount_point, layer.mount_count = "/m", 2
+    assert encode_records([layer]) == b'[{"id":"a","names":["n"],"created":"2026-01-01T00:00:00Z"}]'
+    copy = clone(layer)
+    copy.names.append("other")
+    assert (copy.mount_point, copy.mount_count, layer.names) == ("/m", 2, ["n"])
