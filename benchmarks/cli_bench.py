@@ -519,7 +519,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours = Tool("ours", our_cli(), env)
         go = Tool("go", [args.go], env)
         report = Report(notes=list(ws.notes))
-        report.notes.append(f"ours: {' '.join(ours.argv)}; Go: {args.go}; python: {sys.executable}")
+        import containers_storage
+
+        report.notes.append(f"ours: {' '.join(ours.argv)} (package in "
+                            f"{os.path.dirname(containers_storage.__file__ or '?')}); Go: {args.go}; "
+                            f"python: {sys.executable}")
+        load_before = os.getloadavg()[0]
         if os.environ.get("PYTHONDONTWRITEBYTECODE"):
             report.notes.append("PYTHONDONTWRITEBYTECODE was set: dropped for the timed processes, which "
                                 "cache bytecode under PYTHONPYCACHEPREFIX on the tmpfs instead")
@@ -535,6 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "create" in args.cases:
             print("case 3: create-layer", file=sys.stderr, flush=True)
             case_create(report, ours, go, ws, args.runs, args.drivers)
+        report.notes.append(f"load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end "
+                            f"({os.cpu_count()} CPUs): other work on the machine shows up as noise")
         header = (f"containers-storage CLI benchmark: medians of {args.runs} runs after 1 warm-up "
                   f"(ms; ratio = ours/reference)")
         print(report.render(header))
