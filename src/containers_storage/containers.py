@@ -89,10 +89,12 @@ class ContainerStore(RecordStore[Container]):
 
     def _store_bigdata(self, container: Container, key: str, data: bytes) -> None:
         self.write_bigdata(container.id, key, data)
+        # New containers rather than in-place changes: callers may hold shallow copies.
         if key not in container.big_data_names:
-            container.big_data_names.append(key)
-        container.big_data_sizes[key] = len(data)
-        container.big_data_digests[key] = "sha256:" + hashlib.sha256(data).hexdigest()
+            container.big_data_names = [*container.big_data_names, key]
+        container.big_data_sizes = {**container.big_data_sizes, key: len(data)}
+        container.big_data_digests = {**container.big_data_digests,
+                                      key: "sha256:" + hashlib.sha256(data).hexdigest()}
 
     def set_bigdata(self, container: Container, key: str, data: bytes) -> None:
         self._store_bigdata(container, key, data)

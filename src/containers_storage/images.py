@@ -76,9 +76,9 @@ class ImageStore(RecordStore[Image]):
         for item in options.big_data:
             self._store_bigdata(image, item.key, item.data, item.digest or None)
         image.recompute_digests()
-        for d in options.digests:
-            if d not in image.digests:
-                image.digests.append(d)
+        extra = [d for d in options.digests if d not in image.digests]
+        if extra:
+            image.digests = [*image.digests, *extra]
         self.add(image)
         self._rebuild_indexes()
         self.save()
@@ -103,10 +103,12 @@ class ImageStore(RecordStore[Image]):
 
     def _store_bigdata(self, image: Image, key: str, data: bytes, digest: str | None) -> None:
         self.write_bigdata(image.id, key, data)
+        # New containers rather than in-place changes: callers may hold shallow copies.
         if key not in image.big_data_names:
-            image.big_data_names.append(key)
-        image.big_data_sizes[key] = len(data)
-        image.big_data_digests[key] = digest or "sha256:" + hashlib.sha256(data).hexdigest()
+            image.big_data_names = [*image.big_data_names, key]
+        image.big_data_sizes = {**image.big_data_sizes, key: len(data)}
+        image.big_data_digests = {**image.big_data_digests,
+                                  key: digest or "sha256:" + hashlib.sha256(data).hexdigest()}
 
     def set_bigdata(self, image: Image, key: str, data: bytes,
                     digest_manifest: Callable[[bytes], str] | None) -> None:

