@@ -6,13 +6,14 @@ actually needs them, so ``containers-storage version`` starts fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import StorageError
 from .flags import Flag, FlagValue
 
 if TYPE_CHECKING:
+    from ..records import Container, Image, Layer
     from ..store import Store
 
 
@@ -87,6 +88,26 @@ class Context:
         from ..records import go_json
 
         self.stdout.write(go_json(value).decode("utf-8", "replace") + "\n")
+
+    def emit_records(self, records: Sequence[Layer | Image | Container]) -> None:
+        """Write records as the JSON array Go prints (the persisted shapes)."""
+        from ..records import encode_records
+
+        self._write_json_bytes(encode_records(records))
+
+    def emit_record(self, record: Layer | Image | Container) -> None:
+        from ..records import encode_record
+
+        self._write_json_bytes(encode_record(record))
+
+    def _write_json_bytes(self, data: bytes) -> None:
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is not None:
+            self.stdout.flush()
+            buffer.write(data + b"\n")
+            buffer.flush()
+        else:
+            self.stdout.write(data.decode("utf-8", "replace") + "\n")
 
     def out_bytes(self, data: bytes) -> None:
         """Write raw bytes to stdout (big-data items)."""

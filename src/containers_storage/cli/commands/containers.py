@@ -12,7 +12,7 @@ from .layers import parent_owners_json, report_deletions
 def _containers(ctx: Context, args: list[str]) -> int:
     containers = ctx.store.containers()
     if ctx.json:
-        ctx.emit_json([container.to_json() for container in containers])
+        ctx.emit_records(containers)
         return 0
     lines: list[str] = []
     for container in containers:
@@ -36,7 +36,7 @@ def _container(ctx: Context, args: list[str]) -> int:
         except StorageError:
             pass
     if ctx.json:
-        ctx.emit_json([container.to_json() for container in matched])
+        ctx.emit_records(matched)
     else:
         for container in matched:
             lines = [f"ID: {container.id}\n"]
@@ -76,7 +76,7 @@ def _create_container(ctx: Context, args: list[str]) -> int:
         options=options,
     )
     if ctx.json:
-        ctx.emit_json(new.to_json())
+        ctx.emit_record(new)
     else:
         ctx.out(f"{new.id}\n" + "".join(f"\t{name}\n" for name in new.names))
     return 0

@@ -31,7 +31,7 @@ def _image_lines(images: Sequence[Image], quiet: bool) -> str:
 def _images(ctx: Context, args: list[str]) -> int:
     images = ctx.store.images()
     if ctx.json:
-        ctx.emit_json([image.to_json() for image in images])
+        ctx.emit_records(images)
     else:
         ctx.out(_image_lines(images, ctx.flag("quiet")))
     return 0
@@ -52,7 +52,7 @@ def _images_by_digest(ctx: Context, args: list[str]) -> int:
             return 1
         found.extend(ctx.store.images_by_digest(arg))
     if ctx.json:
-        ctx.emit_json([image.to_json() for image in found])
+        ctx.emit_records(found)
     else:
         ctx.out(_image_lines(found, ctx.flag("quiet")))
     return 0
@@ -70,7 +70,7 @@ def _image(ctx: Context, args: list[str]) -> int:
         except StorageError:
             pass
     if ctx.json:
-        ctx.emit_json([image.to_json() for image in matched])
+        ctx.emit_records(matched)
     else:
         for image in matched:
             lines = [f"ID: {image.id}\n"]
@@ -104,7 +104,7 @@ def _create_image(ctx: Context, args: list[str]) -> int:
         options=ImageOptions(digest=ctx.text("digest")),
     )
     if ctx.json:
-        ctx.emit_json(new.to_json())
+        ctx.emit_record(new)
     else:
         ctx.out(f"{new.id}\n" + "".join(f"\t{name}\n" for name in new.names))
     return 0

@@ -21,7 +21,7 @@ def _layers(ctx: Context, args: list[str]) -> int:
     store = ctx.store
     layers = store.layers()
     if ctx.json:
-        ctx.emit_json([layer.to_json() for layer in layers])
+        ctx.emit_records(layers)
         return 0
     images_by_layer: dict[str, list[Image]] = {}
     try:
@@ -152,7 +152,7 @@ def _layer(ctx: Context, args: list[str]) -> int:
         except StorageError:
             pass
     if ctx.json:
-        ctx.emit_json([layer.to_json() for layer in matched])
+        ctx.emit_records(matched)
     else:
         lines: list[str] = []
         for layer in matched:
@@ -189,7 +189,7 @@ def _create_layer(ctx: Context, args: list[str]) -> int:
         options=LayerOptions(id_mapping=mapping) if mapping is not None else None,
     )
     if ctx.json:
-        ctx.emit_json(new.to_json())
+        ctx.emit_record(new)
     else:
         ctx.out(f"{new.id}\n" + "".join(f"\t{name}\n" for name in new.names))
     return 0
