@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from . import atomicio
-from .errors import DuplicateName, InvalidBigDataName, StoreIsReadOnly
+from .errors import DuplicateName, InvalidBigDataName, StoreIsReadOnly, goquote
 from .lockfile import LockFile, get_lockfile
 from .records import Container, Image, Layer, decode_records, encode_records
 
@@ -32,7 +32,7 @@ _PLAIN_KEY = re.compile(r"^[.0-9a-z]+$")
 def bigdata_file_name(key: str) -> str:
     """File name of a big-data item: the key itself if plain, else ``=`` + base64."""
     if not key:
-        raise InvalidBigDataName(f"can't set empty name for big data item {key!r}")
+        raise InvalidBigDataName(f"can't set empty name for big data item {goquote(key)}")
     if _PLAIN_KEY.match(key):
         return key
     return "=" + base64.b64encode(key.encode("utf-8", "surrogateescape")).decode("ascii")
@@ -110,7 +110,7 @@ class RecordStore(Generic[R]):
     @contextmanager
     def writing(self) -> Iterator[None]:
         if self.read_only:
-            raise StoreIsReadOnly(f"not allowed to modify {self.kind}s at {self.dir!r}")
+            raise StoreIsReadOnly(f"not allowed to modify {self.kind}s at {goquote(self.dir)}")
         self.lock.acquire_write()
         try:
             self._reload_if_changed()
@@ -224,7 +224,8 @@ class RecordStore(Generic[R]):
                 raise self.duplicate_name_error(name, owner.id)
 
     def duplicate_name_error(self, name: str, owner_id: str) -> DuplicateName:
-        return DuplicateName(f"{self.kind} name {name!r} is already associated with {self.kind} {owner_id!r}")
+        return DuplicateName(
+            f"{self.kind} name {goquote(name)} is already associated with {self.kind} {goquote(owner_id)}")
 
     def add(self, record: R) -> None:
         self.records.append(record)

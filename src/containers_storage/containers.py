@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
-from .errors import ContainerUnknown, DuplicateID, DuplicateName, ItemNotFound, SizeUnknown
+from .errors import ContainerUnknown, DuplicateID, DuplicateName, ItemNotFound, SizeUnknown, goquote
 from .records import Container, IDMap, Timestamp
 
 STABLE = "stable"
@@ -50,19 +50,19 @@ class ContainerStore(RecordStore[Container]):
     def require(self, ref: str) -> Container:
         container = self.get(ref)
         if container is None:
-            raise ContainerUnknown(f"locating container with ID {ref!r}")
+            raise ContainerUnknown()
         return container
 
     def duplicate_name_error(self, name: str, owner_id: str) -> DuplicateName:
         return DuplicateName(
-            f"the container name {name!r} is already in use by {owner_id}. "
+            f"the container name {goquote(name)} is already in use by {owner_id}. "
             "You have to remove that container to be able to reuse that name")
 
     def create(self, container_id: str, names: list[str], image: str, layer: str, metadata: str,
                flags: dict[str, Any], uidmap: list[IDMap], gidmap: list[IDMap],
                volatile: bool, big_data: dict[str, bytes]) -> Container:
         if container_id in self.by_id:
-            raise DuplicateID(f"container ID {container_id!r}")
+            raise DuplicateID()
         names = dedup(names)
         self.check_names_free(names)
         container = Container(id=container_id, names=names, image=image, layer=layer, metadata=metadata,

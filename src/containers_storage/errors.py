@@ -225,3 +225,10 @@ class LayerMounted(LayerUsedByContainer):
 def plain(message: str, cls: type[StorageError] = StorageError) -> StorageError:
     """An error whose whole text is *message* (upstream's fmt.Errorf without a sentinel)."""
     return cls(sentinel=message)
+
+
+def goquote(text: str) -> str:
+    """Go's ``%q`` for ordinary strings: double quotes, backslash escapes."""
+    out = text.replace("\\", "\\\\").replace('"', '\\"')
+    out = out.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    return f'"{out}"'

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
 from .creation import ImageOptions
-from .errors import DigestUnknown, DuplicateID, ImageUnknown, ItemNotFound, SizeUnknown, plain
+from .errors import DigestUnknown, DuplicateID, ImageUnknown, ItemNotFound, SizeUnknown, goquote, plain
 from .records import Image, Timestamp, validate_digest
 
 STABLE = "stable"
@@ -42,7 +42,7 @@ class ImageStore(RecordStore[Image]):
     def require(self, ref: str) -> Image:
         image = self.get(ref)
         if image is None:
-            raise ImageUnknown(f"locating image with ID {ref!r}")
+            raise ImageUnknown(f"locating image with ID {goquote(ref)}")
         return image
 
     def by_top_layer(self, layer_id: str) -> list[Image]:
@@ -52,7 +52,7 @@ class ImageStore(RecordStore[Image]):
     def create(self, image_id: str | None, names: list[str], top_layer: str, metadata: str,
                options: ImageOptions) -> Image:
         if image_id and image_id in self.by_id:
-            raise DuplicateID(f"image ID {image_id!r}")
+            raise DuplicateID()
         names = dedup(names)
         self.check_names_free(names)
         digest = options.digest
@@ -127,7 +127,7 @@ class ImageStore(RecordStore[Image]):
             return self.read_bigdata(image.id, key)
         except FileNotFoundError as exc:
             raise ItemNotFound(
-                f"locating item named {key!r} for image with ID {image.id!r} "
+                f"locating item named {goquote(key)} for image with ID {goquote(image.id)} "
                 "(consider removing the image to resolve the issue)") from exc
 
     def bigdata_size(self, image: Image, key: str) -> int:

@@ -25,6 +25,7 @@ from .errors import (
     LayerNotMounted,
     LayerUnknown,
     ParentUnknown,
+    goquote,
 )
 from .lockfile import LockFile, get_lockfile
 from .records import IDMap, Layer, Timestamp, go_json, validate_digest
@@ -192,7 +193,7 @@ class LayerStore(RecordStore[Layer]):
     def require(self, ref: str) -> Layer:
         layer = self.get(ref)
         if layer is None:
-            raise LayerUnknown(f"locating layer with ID {ref!r}")
+            raise LayerUnknown()
         return layer
 
     def children(self, layer_id: str) -> list[Layer]:
@@ -215,9 +216,9 @@ class LayerStore(RecordStore[Layer]):
                storage_opt: dict[str, str] | None = None) -> Layer:
         """Create a layer record and its driver data (write lock held by caller)."""
         if parent is not None and parent.id not in self.by_id:
-            raise ParentUnknown(f"parent {parent.id!r}")
+            raise ParentUnknown()
         if layer_id and layer_id in self.by_id:
-            raise DuplicateID(f"layer ID {layer_id!r}")
+            raise DuplicateID()
         names = dedup(names)
         self.check_names_free(names)
         layer = Layer(
@@ -301,7 +302,7 @@ class LayerStore(RecordStore[Layer]):
             return self.read_bigdata(layer.id, key)
         except FileNotFoundError as exc:
             raise ItemNotFound(
-                f"locating item named {key!r} for layer with ID {layer.id!r}") from exc
+                f"locating item named {goquote(key)} for layer with ID {goquote(layer.id)}") from exc
 
     # ---------------------------------------------------------------- mounts
 
@@ -358,7 +359,7 @@ class LayerStore(RecordStore[Layer]):
         if not layer.uidmap and not layer.gidmap:
             return [], []
         if layer.mount_count == 0:
-            raise LayerNotMounted(f"layer {layer.id!r}")
+            raise LayerNotMounted(f"layer {goquote(layer.id)}")
         uids: set[int] = set()
         gids: set[int] = set()
         path = layer.mount_point

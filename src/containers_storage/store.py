@@ -39,6 +39,7 @@ from .errors import (
     ParentIsContainer,
     SizeUnknown,
     StoreIsReadOnly,
+    goquote,
     plain,
 )
 from .images import ImageStore
@@ -255,7 +256,7 @@ class Store:
         if parent:
             parent_layer = ls.get(parent)
             if parent_layer is None:
-                raise LayerUnknown(f"locating layer with ID {parent!r}")
+                raise LayerUnknown()
             if self.container_store.by_layer.get(parent_layer.id) is not None:
                 raise ParentIsContainer(f"layer {parent_layer.id}")
         base_uid = parent_layer.uidmap if parent_layer else self.uidmap
@@ -345,7 +346,7 @@ class Store:
             if top_layer:
                 layer = self.layer_store.get(top_layer)
                 if layer is None:
-                    raise LayerUnknown(f"locating layer with ID {top_layer!r}")
+                    raise LayerUnknown()
                 top_id = layer.id
             return _copy(self.image_store_records.create(id, list(names), top_id, metadata, options))
 
@@ -428,7 +429,7 @@ class Store:
                 while layer_id and layer_id not in seen:
                     layer = ls.by_id.get(layer_id)
                     if layer is None:
-                        raise LayerUnknown(f"locating layer with ID {layer_id!r}")
+                        raise LayerUnknown(f"locating layer with ID {goquote(layer_id)}")
                     seen.add(layer_id)
                     if (layer.uncompressed_digest or layer.toc_digest) and layer.uncompressed_size != -1:
                         total += layer.uncompressed_size
@@ -508,13 +509,13 @@ class Store:
             if image:
                 img = self.image_store_records.get(image)
                 if img is None:
-                    raise ImageUnknown(f"locating image with ID {image!r}")
+                    raise ImageUnknown(f"locating image with ID {goquote(image)}")
                 image_id, top = img.id, img.top_layer
             container_id = id or generate_id(lambda c: c in cs.by_id or c in self.layer_store.by_id)
             if container_id in cs.by_id:
                 from .errors import DuplicateID
 
-                raise DuplicateID(f"container ID {container_id!r}")
+                raise DuplicateID()
             all_names = list(names)
             cs.check_names_free(all_names)
             volatile = options.volatile or self.transient_store
@@ -574,7 +575,7 @@ class Store:
             container = cs.require(ref)
             layer = self.layer_store.by_id.get(container.layer)
             if layer is None:
-                raise LayerUnknown(f"locating layer with ID {container.layer!r}")
+                raise LayerUnknown(f"locating layer with ID {goquote(container.layer)}")
             total = self.driver.diff_size(layer.id, layer.parent or None)
             for key in container.big_data_names:
                 size = container.big_data_sizes.get(key)
@@ -727,7 +728,7 @@ class Store:
         if container is not None:
             layer = ls.by_id.get(container.layer)
             if layer is None:
-                raise LayerUnknown(f"locating layer with ID {container.layer!r}")
+                raise LayerUnknown(f"locating layer with ID {goquote(container.layer)}")
             return layer, container
         layer = ls.get(ref)
         if layer is None:

@@ -313,17 +313,18 @@ def test_volatile_container_goes_to_volatile_file(store: Store) -> None:
 # ------------------------------------------------------------- any object
 
 def test_metadata_exists_lookup_delete(store: Store) -> None:
-    layer = store.create_layer(names=["l"])
-    image = store.create_image(names=["i"], top_layer=layer.id, metadata="im")
-    ctr = store.create_container(names=["c"], image=image.id)
-    store.set_metadata("l", "lm")
-    store.set_metadata("c", "cm")
-    assert [store.metadata(r) for r in ("l", "i", "c")] == ["lm", "im", "cm"]
+    # Names are not hex, so they can never also match some ID as a prefix.
+    layer = store.create_layer(names=["lay"])
+    image = store.create_image(names=["img"], top_layer=layer.id, metadata="im")
+    ctr = store.create_container(names=["ctr"], image=image.id)
+    store.set_metadata("lay", "lm")
+    store.set_metadata("ctr", "cm")
+    assert [store.metadata(r) for r in ("lay", "img", "ctr")] == ["lm", "im", "cm"]
     with pytest.raises(errors.NotAnID):
         store.metadata("nosuch")
-    assert store.exists("c") and not store.exists("nosuch")
-    assert store.lookup("i") == image.id
-    store.delete("i")  # unsafe: only the image record
+    assert store.exists("ctr") and not store.exists("nosuch")
+    assert store.lookup("img") == image.id
+    store.delete("img")  # unsafe: only the image record
     assert store.images() == [] and len(store.layers()) == 2
     store.delete(ctr.id)
     assert store.containers() == [] and [x.id for x in store.layers()] == [layer.id]
