@@ -8,7 +8,7 @@ from typing import Any
 
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
 from .errors import ContainerUnknown, DuplicateID, DuplicateName, ItemNotFound, SizeUnknown, goquote
-from .records import Container, IDMap, Timestamp
+from .records import Container, IDMap, now_text
 
 STABLE = "stable"
 VOLATILE = "volatile"
@@ -66,7 +66,7 @@ class ContainerStore(RecordStore[Container]):
         names = dedup(names)
         self.check_names_free(names)
         container = Container(id=container_id, names=names, image=image, layer=layer, metadata=metadata,
-                              created=Timestamp.now(), uidmap=list(uidmap), gidmap=list(gidmap),
+                              created=now_text(), uidmap=list(uidmap), gidmap=list(gidmap),
                               flags=dict(flags))
         container.volatile_file = volatile
         for key, data in big_data.items():

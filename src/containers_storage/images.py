@@ -70,7 +70,7 @@ class ImageStore(RecordStore[Image]):
             names_history=list(options.names_history),
             top_layer=top_layer,
             metadata=metadata or options.metadata,
-            created=options.created or Timestamp.now(),
+            created=(options.created or Timestamp.now()).format(),
             flags=dict(options.flags),
         )
         for item in options.big_data:

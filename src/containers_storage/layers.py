@@ -28,7 +28,7 @@ from .errors import (
     goquote,
 )
 from .lockfile import LockFile, get_lockfile
-from .records import IDMap, Layer, Timestamp, go_json, validate_digest
+from .records import IDMap, Layer, go_json, now_text, validate_digest
 
 log = logging.getLogger("containers_storage")
 
@@ -226,7 +226,7 @@ class LayerStore(RecordStore[Layer]):
             names=names,
             parent=parent.id if parent else "",
             mount_label=mount_label,
-            created=Timestamp.now(),
+            created=now_text(),
             uidmap=list(uidmap),
             gidmap=list(gidmap),
             flags={**options.flags, _INCOMPLETE: True},

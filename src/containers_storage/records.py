@@ -8,7 +8,9 @@ and the encoder escapes exactly what Go's ``encoding/json`` escapes.  Nobody
 else builds these dicts by hand.
 
 msgspec decodes a record array straight into structs, which keeps listing ten
-thousand layers cheap; runtime-only state (mount point, read-only...) lives in
+thousand layers cheap.  ``created`` stays the text Go wrote (parse it with
+:class:`Timestamp` when a time is needed): parsing every record's date at load
+would cost more than the rest of a listing.  Runtime-only state (mount point, read-only...) lives in
 each struct's ``__dict__`` and is never encoded.
 """
 
@@ -274,6 +276,11 @@ class _Runtime(Generic[_T]):
         obj.__dict__[self.name] = value
 
 
+def now_text() -> str:
+    """The current time as Go writes a library-generated one (UTC, nanoseconds)."""
+    return Timestamp.now().format()
+
+
 class _Record(msgspec.Struct, omit_defaults=True, kw_only=True, dict=True):
     """Shared behaviour; subclasses declare the persisted fields in Go's order."""
 
@@ -281,7 +288,7 @@ class _Record(msgspec.Struct, omit_defaults=True, kw_only=True, dict=True):
 
     def to_json(self) -> dict[str, Any]:
         """The persisted JSON object (Go's shape), e.g. for ``-j`` output."""
-        out: dict[str, Any] = msgspec.to_builtins(self, order="deterministic", enc_hook=_enc_hook)
+        out: dict[str, Any] = msgspec.to_builtins(self, order="deterministic")
         return out
 
     @classmethod
@@ -301,7 +308,7 @@ class Layer(_Record, kw_only=True, rename={
     parent: str = ""
     metadata: str = ""
     mount_label: str = ""
-    created: Timestamp = msgspec.field(default_factory=Timestamp.now)
+    created: str = msgspec.field(default_factory=now_text)
     compressed_digest: str = ""
     compressed_size: int = 0
     uncompressed_digest: str = ""
@@ -343,7 +350,7 @@ class Image(_Record, kw_only=True, rename={
     big_data_names: list[str] = []
     big_data_sizes: dict[str, int] = {}
     big_data_digests: dict[str, str] = {}
-    created: Timestamp = msgspec.field(default_factory=Timestamp.now)
+    created: str = msgspec.field(default_factory=now_text)
     flags: dict[str, Any] = {}
 
     # Runtime only.
@@ -392,7 +399,7 @@ class Container(_Record, kw_only=True, rename={
     big_data_names: list[str] = []
     big_data_sizes: dict[str, int] = {}
     big_data_digests: dict[str, str] = {}
-    created: Timestamp = msgspec.field(default_factory=Timestamp.now)
+    created: str = msgspec.field(default_factory=now_text)
     uidmap: list[IDMap] = []
     gidmap: list[IDMap] = []
     flags: dict[str, Any] = {}
@@ -409,19 +416,7 @@ class Container(_Record, kw_only=True, rename={
 _R = TypeVar("_R", Layer, Image, Container)
 
 
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, Timestamp):
-        return obj.format()
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
-
-
-def _dec_hook(kind: type, obj: Any) -> Any:
-    if kind is Timestamp and isinstance(obj, str):
-        return Timestamp.parse(obj)
-    raise NotImplementedError(f"cannot decode {kind.__name__}")
-
-
-_ENCODER = msgspec.json.Encoder(order="deterministic", enc_hook=_enc_hook)
+_ENCODER = msgspec.json.Encoder(order="deterministic")
 _DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
 
 
@@ -432,7 +427,7 @@ def _lenient(cls: type[Any], obj: dict[str, Any]) -> Any:
         cleaned.setdefault("image", "")
         cleaned.setdefault("layer", "")
     cleaned.setdefault("created", Timestamp.ZERO_TEXT)
-    return msgspec.convert(cleaned, cls, dec_hook=_dec_hook, strict=False)
+    return msgspec.convert(cleaned, cls, strict=False)
 
 
 def decode_records(data: bytes, path: str, cls: type[_R]) -> list[_R]:
@@ -441,7 +436,7 @@ def decode_records(data: bytes, path: str, cls: type[_R]) -> list[_R]:
         return []
     decoder = _DECODERS.get(cls)
     if decoder is None:
-        decoder = _DECODERS[cls] = msgspec.json.Decoder(list[cls] | None, dec_hook=_dec_hook)  # type: ignore[valid-type]
+        decoder = _DECODERS[cls] = msgspec.json.Decoder(list[cls] | None)  # type: ignore[valid-type]
     try:
         records: list[_R] | None = decoder.decode(data)
         return records or []

@@ -46,7 +46,7 @@ def test_captured_container_round_trip() -> None:
 
 
 def test_container_keeps_empty_image_and_layer() -> None:
-    out = Container(id="x", image="", layer="", created=Timestamp.parse("2026-01-01T00:00:00Z")).to_json()
+    out = Container(id="x", image="", layer="", created="2026-01-01T00:00:00Z").to_json()
     assert out == {"id": "x", "image": "", "layer": "", "created": "2026-01-01T00:00:00Z"}
 
 
@@ -93,7 +93,7 @@ def test_time_property_round_trip(seconds: int, nanos: int, offset: int) -> None
 
 
 def test_omitempty_rules() -> None:
-    layer = Layer(id="x", created=Timestamp.parse("2026-01-01T00:00:00Z"))
+    layer = Layer(id="x", created="2026-01-01T00:00:00Z")
     assert layer.to_json() == {"id": "x", "created": "2026-01-01T00:00:00Z"}
 
 
@@ -134,7 +134,7 @@ def test_decode_records_fast_and_lenient_paths_agree() -> None:
     # Nulls and a missing "created" are accepted (Go reads them as empty values).
     odd = b'[{"id":"a","names":null,"flags":null},{"id":"b","created":"2026-01-01T00:00:00Z"}]'
     layers = decode_records(odd, "layers.json", Layer)
-    assert layers[0].names == [] and layers[0].created.format() == "0001-01-01T00:00:00Z"
+    assert layers[0].names == [] and layers[0].created == "0001-01-01T00:00:00Z"
     assert encode_records(layers) == (b'[{"id":"a","created":"0001-01-01T00:00:00Z"},'
                                       b'{"id":"b","created":"2026-01-01T00:00:00Z"}]')
     containers = decode_records(b'[{"id":"c"}]', "containers.json", Container)
@@ -152,7 +152,7 @@ def test_decode_records_errors_name_the_file() -> None:
 def test_runtime_state_is_never_encoded_and_survives_clone() -> None:
     from containers_storage.records import clone
 
-    layer = Layer(id="a", created=Timestamp.parse("2026-01-01T00:00:00Z"), names=["n"])
+    layer = Layer(id="a", created="2026-01-01T00:00:00Z", names=["n"])
     layer.mount_point, layer.mount_count = "/m", 2
     assert encode_records([layer]) == b'[{"id":"a","names":["n"],"created":"2026-01-01T00:00:00Z"}]'
     copy = clone(layer)
