@@ -133,7 +133,7 @@ def populate(graph_root: str, driver: str, n_layers: int, n_images: int) -> list
             id=layer_id,
             names=[f"bench-layer-{i:05d}"],
             parent=layers[i - 1].id if i % CHAIN_LENGTH else "",
-            created=Timestamp(base + i, (i * 104_729) % 1_000_000_000 or 1),
+            created=Timestamp(base + i, (i * 104_729) % 1_000_000_000 or 1).format(),
             compressed_digest="sha256:" + _hex("compressed", i),
             compressed_size=size // 3 + 1,
             uncompressed_digest=diff,
@@ -175,7 +175,7 @@ def populate(graph_root: str, driver: str, n_layers: int, n_images: int) -> list
             big_data_names=["manifest"],
             big_data_sizes={"manifest": len(manifest)},
             big_data_digests={"manifest": digest},
-            created=Timestamp(base + n_layers + i, 123_456_789),
+            created=Timestamp(base + n_layers + i, 123_456_789).format(),
         ))
         big = os.path.join(graph_root, f"{driver}-images", image_id)
         os.makedirs(big, exist_ok=True)

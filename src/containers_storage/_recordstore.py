@@ -9,10 +9,8 @@ saves through the atomic-write helper after recording a new writer token.
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
@@ -21,8 +19,6 @@ from . import atomicio
 from .errors import DuplicateName, InvalidBigDataName, StoreIsReadOnly, goquote
 from .lockfile import LockFile, get_lockfile
 from .records import Container, Image, Layer, decode_records, encode_records
-
-log = logging.getLogger("containers_storage")
 
 R = TypeVar("R", Layer, Image, Container)
 
@@ -41,7 +37,7 @@ def bigdata_file_name(key: str) -> str:
 def generate_id(taken: Callable[[str], bool]) -> str:
     """A random 64-hex ID whose first 12 characters are not all digits, not in use."""
     while True:
-        candidate = secrets.token_hex(32)
+        candidate = os.urandom(32).hex()
         if candidate[:12].isdigit() or taken(candidate):
             continue
         return candidate

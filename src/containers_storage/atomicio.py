@@ -8,7 +8,6 @@ what is litter.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -32,7 +31,7 @@ def write_file(path: str | Path, data: bytes, mode: int = 0o600, *, durable: boo
     path = os.fspath(path)
     directory, base = os.path.split(path)
     directory = directory or "."
-    tmp = os.path.join(directory, f".tmp-{base}{secrets.randbelow(10**10)}")
+    tmp = os.path.join(directory, f".tmp-{base}{int.from_bytes(os.urandom(5)) % 10**10}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)

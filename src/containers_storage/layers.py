@@ -7,14 +7,11 @@ crash half-way leaves a record that the next writer cleans up.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import orjson
-
-from . import atomicio
+from . import _log, atomicio
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
 from .creation import LayerOptions
 from .drivers.base import CreateOptions, Driver, MountOptions
@@ -28,9 +25,7 @@ from .errors import (
     goquote,
 )
 from .lockfile import LockFile, get_lockfile
-from .records import IDMap, Layer, go_json, now_text, validate_digest
-
-log = logging.getLogger("containers_storage")
+from .records import IDMap, Layer, go_json, json_loads, now_text, validate_digest
 
 STABLE = "stable"
 VOLATILE = "volatile"
@@ -99,7 +94,7 @@ class LayerStore(RecordStore[Layer]):
 
     def _clean_incomplete(self) -> None:
         for layer in [layer for layer in self.records if layer.incomplete]:
-            log.warning('Found incomplete layer "%s", deleting it', layer.id)
+            _log.warning('Found incomplete layer "%s", deleting it', layer.id)
             self._delete_data(layer)
             self.remove(layer)
 
@@ -155,8 +150,8 @@ class LayerStore(RecordStore[Layer]):
         if not data.strip():
             return
         try:
-            entries = orjson.loads(data) or []
-        except orjson.JSONDecodeError as exc:
+            entries = json_loads(data) or []
+        except ValueError as exc:
             raise CorruptMetadata(f"loading {self.mounts_path}: {exc}") from exc
         for entry in entries:
             mounted = self.by_id.get(entry.get("id", ""))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
-import secrets
 import struct
 import threading
 import time
@@ -29,7 +28,7 @@ _registry_lock = threading.Lock()
 
 def new_writer_id() -> bytes:
     """A fresh 64-byte last-writer ID: ns time, counter, pid (little-endian), random."""
-    return struct.pack("<QQI", time.time_ns(), next(_counter), os.getpid() & 0xFFFFFFFF) + secrets.token_bytes(44)
+    return struct.pack("<QQI", time.time_ns(), next(_counter), os.getpid() & 0xFFFFFFFF) + os.urandom(44)
 
 
 class LockFile:

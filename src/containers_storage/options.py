@@ -15,7 +15,6 @@ pick up a changed file.  ``tomllib`` is imported only when a file is parsed.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -24,12 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import _log
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # records pulls in orjson; options stays cheap to import
     from .records import IDMap
 
-log = logging.getLogger("containers_storage")
 
 # Built-in paths (Linux).  Module attributes so that tests and packagers can redirect them.
 DEFAULT_RUN_ROOT = "/run/containers/storage"
@@ -525,7 +524,7 @@ def load_config_file(
     decoder = _Decoder(path)
     config = decoder.table(document, _CONFIG_SCHEMA, "")
     if decoder.undecoded:
-        log.warning('Failed to decode the keys %s from "%s"', _go_quote_list(decoder.undecoded), path)
+        _log.warning('Failed to decode the keys %s from "%s"', _go_quote_list(decoder.undecoded), path)
     storage: dict[str, Any] = config.get("storage", {})
     options: dict[str, Any] = storage.get("options", {})
 
@@ -538,11 +537,11 @@ def load_config_file(
         prefix = env_driver
         result.driver_name = env_driver
     if result.driver_name == "overlay2":
-        log.warning("Switching default driver from overlay2 to the equivalent overlay driver")
+        _log.warning("Switching default driver from overlay2 to the equivalent overlay driver")
         result.driver_name = "overlay"
     result.driver_priority = list(storage.get("driver_priority", []))
     if not result.driver_name and not result.driver_priority:
-        log.warning(
+        _log.warning(
             "The storage 'driver' option should be set in %s. A driver was picked automatically.", path
         )
     result.run_root = storage.get("runroot", "")
@@ -703,7 +702,7 @@ def rootless_runtime_dir(uid: int | None = None) -> str:
     try:
         os.makedirs(candidate, 0o700, exist_ok=True)
     except OSError as exc:
-        log.debug("%s", exc)
+        _log.debug("%s", exc)
     if _owned_private_dir(candidate):
         return candidate
     import tempfile
@@ -712,7 +711,7 @@ def rootless_runtime_dir(uid: int | None = None) -> str:
     try:
         os.makedirs(candidate, 0o700, exist_ok=True)
     except OSError as exc:
-        log.debug("%s", exc)
+        _log.debug("%s", exc)
     if _owned_private_dir(candidate):
         return candidate
     raise ConfigError(sentinel=f'path "{candidate}" exists and it is not writeable only by the current user')
@@ -756,7 +755,7 @@ def rootless_store_options(system: StoreOptions) -> StoreOptions:
     if env_driver:
         opts.driver_name = env_driver
     if opts.driver_name == "overlay2":
-        log.warning("Switching default driver from overlay2 to the equivalent overlay driver")
+        _log.warning("Switching default driver from overlay2 to the equivalent overlay driver")
         opts.driver_name = "overlay"
 
     if _config_file_override is not None:

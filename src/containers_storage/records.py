@@ -23,9 +23,8 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import msgspec
-import orjson
 
-from .errors import CorruptMetadata, InvalidDigest
+from .errors import CorruptMetadata, InvalidDigest, goquote
 
 # --------------------------------------------------------------------------
 # Go-compatible JSON encoding
@@ -45,7 +44,18 @@ def go_json(value: Any) -> bytes:
     Callers pass dicts already in field order; maps that Go sorts are sorted
     by :func:`sorted_map`.
     """
-    return go_escape(orjson.dumps(value))
+    return go_escape(_PLAIN_ENCODER.encode(value))
+
+
+_PLAIN_ENCODER = msgspec.json.Encoder()
+
+
+def json_loads(data: bytes) -> Any:
+    """Parse JSON (any valid document); raises ``ValueError`` when it is broken."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def go_escape(data: bytes) -> bytes:
@@ -439,15 +449,29 @@ def decode_records(data: bytes, path: str, cls: type[_R]) -> list[_R]:
         decoder = _DECODERS[cls] = msgspec.json.Decoder(list[cls] | None)  # type: ignore[valid-type]
     try:
         records: list[_R] | None = decoder.decode(data)
+        if records:
+            _check_times(records, path)
         return records or []
     except msgspec.ValidationError:
         pass  # odd but valid JSON (nulls, missing "created"...): take the slow, lenient path
     except msgspec.DecodeError as exc:
         raise CorruptMetadata(f"loading {path}: {exc}") from exc
     try:
-        return [_lenient(cls, obj) for obj in parse_record_file(data, path)]
+        lenient = [_lenient(cls, obj) for obj in parse_record_file(data, path)]
     except (msgspec.ValidationError, ValueError, TypeError) as exc:
         raise CorruptMetadata(f"loading {path}: {exc}") from exc
+    _check_times(lenient, path)
+    return lenient
+
+
+def _check_times(records: list[_R], path: str) -> None:
+    """Go refuses a file with a malformed time; so do we (one regex match per record)."""
+    match = _TIME_RE.match
+    if all(map(match, [r.created for r in records])):
+        return
+    bad = next(r for r in records if not match(r.created))
+    raise CorruptMetadata(f"loading {path}: parsing time {goquote(bad.created)} of {goquote(bad.id)}: "
+                          "not RFC 3339")
 
 
 def clone(record: _R) -> _R:
@@ -469,8 +493,8 @@ def parse_record_file(data: bytes, path: str) -> list[dict[str, Any]]:
     if not data.strip():
         return []
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
+        value = json_loads(data)
+    except ValueError as exc:
         raise CorruptMetadata(f"loading {path}: {exc}") from exc
     if value is None:
         return []

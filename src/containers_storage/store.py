@@ -7,7 +7,6 @@ before returning.  Returned records are copies.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,8 +48,6 @@ from .records import Container, IDMap, Image, Layer, clone
 
 if TYPE_CHECKING:
     from .options import StoreOptions
-
-log = logging.getLogger("containers_storage")
 
 VERSION = "1.60.0-dev"
 
@@ -377,7 +374,8 @@ class Store:
             image = images.get(ref)
             if image is None:
                 raise NotAnImage()
-            for container in self.container_store.records:
+            # Upstream maps image -> container over containers.json, so the last user wins.
+            for container in reversed(self.container_store.records):
                 if container.image == image.id:
                     raise ImageUsedByContainer(f"image used by {container.id}")
             doomed = self._layers_only_used_by(image)

@@ -158,17 +158,11 @@ def _go_delete_error(go: CLI, command: str, ref: str) -> str:
     return value["error"] if isinstance(value, dict) else value
 
 
-IMAGE_USER_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "store.py Store.delete_image names the FIRST container using the image; Go builds a map "
-    "image->container over containers.json, so it names the LAST one: expected "
-    "'image used by <anon id>: ...', got 'image used by <ctr id>: ...'"))
-
-
 @pytest.mark.parametrize("case", [
     "layer-has-children",
     "layer-used-by-image",
     "layer-used-by-container",
-    pytest.param("image-used-by-container", marks=IMAGE_USER_XFAIL),
+    "image-used-by-container",
     "unknown-layer",
     "unknown-image",
     "unknown-container",

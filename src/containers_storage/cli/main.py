@@ -341,10 +341,20 @@ def _run(arguments: list[str], streams: _Streams) -> int:
         return 1
 
     debug = bool(values["debug"])
-    if debug or action.store:
+    if debug or "logging" in sys.modules:  # already paid for: (re)configure now
         from .logrus import configure_logging
 
         configure_logging(streams.stderr, debug)
+    else:
+        # Most runs log nothing: configure logging only if the library asks for a logger.
+        from .. import _log
+
+        def configure_quietly(_logger: object) -> None:
+            from .logrus import configure_logging
+
+            configure_logging(streams.stderr, False)
+
+        _log.on_first_use = configure_quietly
     store: Store | None = None
     if action.store:
         try:
@@ -363,6 +373,8 @@ def _run(arguments: list[str], streams: _Streams) -> int:
 
 
 def _log_store(store: Store) -> None:
+    if "logging" not in sys.modules:
+        return  # nobody configured logging, so debug output is off
     import logging
 
     log = logging.getLogger("containers_storage")

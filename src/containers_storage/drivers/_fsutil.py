@@ -7,7 +7,6 @@ util-linux versions, whereas the kernel interface is stable.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
@@ -125,6 +124,8 @@ _libc: Any = None
 
 
 def _lib() -> Any:
+    import ctypes
+
     global _libc
     if _libc is None:
         lib = ctypes.CDLL(None, use_errno=True)
@@ -146,6 +147,8 @@ def _lib() -> Any:
 
 
 def _oserror(what: str, path: str) -> OSError:
+    import ctypes
+
     err = ctypes.get_errno()
     return OSError(err, f"{what}: {os.strerror(err)}", path)
 
@@ -162,6 +165,8 @@ def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: st
 
 def unmount(target: str, flags: int = MNT_DETACH) -> None:
     """umount2(2); a target that is not mounted (EINVAL) or missing is fine."""
+    import ctypes
+
     if _lib().umount2(_b(target), flags) != 0:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):
@@ -226,6 +231,8 @@ def fsmount(
     A parameter with value ``None`` is a flag.  Raises OSError (ENOSYS or
     EINVAL on kernels that lack the API or the parameter).
     """
+    import ctypes
+
     lib = _lib()
     sc = lib.syscall
     fsfd = sc(ctypes.c_long(_SYS_FSOPEN), ctypes.c_char_p(fstype.encode()), ctypes.c_long(_FSOPEN_CLOEXEC))
@@ -302,6 +309,8 @@ def run_in_child(fn: Callable[[], None]) -> None:
 
 def statfs_magic(path: str) -> int:
     """The f_type of the file system holding *path* (nearest existing ancestor)."""
+    import ctypes
+
     path = os.path.abspath(path)
     while not os.path.exists(path) and path != "/":
         path = os.path.dirname(path)
