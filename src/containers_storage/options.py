@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import _log
 from .errors import ConfigError
 
-if TYPE_CHECKING:  # records pulls in orjson; options stays cheap to import
+if TYPE_CHECKING:  # records pulls in msgspec; options stays cheap to import
     from .records import IDMap
 
 

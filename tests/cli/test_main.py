@@ -140,7 +140,7 @@ def test_version_startup_is_lean() -> None:
         "import sys\n"
         "from containers_storage.cli.main import main\n"
         "rc = main(['version'])\n"
-        "heavy = sorted(m for m in sys.modules if m in ('orjson', 'tomllib', 'logging')\n"
+        "heavy = sorted(m for m in sys.modules if m in ('msgspec', 'orjson', 'tomllib', 'logging')\n"
         "               or m.startswith(('containers_storage.store', 'containers_storage.drivers',\n"
         "                                'containers_storage.records', 'containers_storage.options')))\n"
         "print(rc, heavy)\n"

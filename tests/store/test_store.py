@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import orjson
 import pytest
 
 from containers_storage import Store, StoreOptions, errors
@@ -21,7 +21,7 @@ def sha(data: bytes) -> str:
 
 def read_json(path: str) -> list[dict[str, object]]:
     data = Path(path).read_bytes() if os.path.exists(path) else b"[]"
-    return orjson.loads(data)  # type: ignore[no-any-return]
+    return json.loads(data)  # type: ignore[no-any-return]
 
 
 def layers_json(store: Store) -> list[dict[str, object]]:
@@ -102,7 +102,7 @@ def test_incomplete_layer_is_cleaned_by_next_writer(tmp_path: Path, driver_name:
     path = os.path.join(store.graph_root, f"{driver_name}-layers", "layers.json")
     recs = read_json(path)
     recs[1]["flags"] = {"incomplete": True}
-    Path(path).write_bytes(orjson.dumps(recs))
+    Path(path).write_bytes(json.dumps(recs).encode())
     store.free()
     # A fresh process-level view: a reader upgrades, deletes the layer and its data.
     code = ("from containers_storage import Store, StoreOptions\n"

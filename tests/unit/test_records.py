@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import orjson
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -122,7 +123,7 @@ def test_digest_validation() -> None:
 def test_flags_nested_values_survive() -> None:
     raw = {"id": "c", "image": "", "layer": "", "created": "2026-01-01T00:00:00Z",
            "flags": {"MountOpts": ["nodev"], "Volatile": True, "MountLabel": ""}}
-    out = orjson.loads(go_json(Container.from_json(raw).to_json()))
+    out = json.loads(go_json(Container.from_json(raw).to_json()))
     assert out["flags"] == raw["flags"]
 
 

@@ -1,6 +1,6 @@
 """What a command's action receives: its parsed flags, the store and the output streams.
 
-Kept free of heavy imports: the store, records and orjson are imported only when an action
+Kept free of heavy imports: the store, records and msgspec are imported only when an action
 actually needs them, so ``containers-storage version`` starts fast.
 """
 
