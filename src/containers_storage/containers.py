@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
 from .errors import ContainerUnknown, DuplicateID, DuplicateName, ItemNotFound, SizeUnknown, goquote
-from .records import Container, IDMap, now_text
+from .records import Container, IDMap, now_text, sha256_digest
 
 STABLE = "stable"
 VOLATILE = "volatile"
@@ -94,7 +93,7 @@ class ContainerStore(RecordStore[Container]):
             container.big_data_names = [*container.big_data_names, key]
         container.big_data_sizes = {**container.big_data_sizes, key: len(data)}
         container.big_data_digests = {**container.big_data_digests,
-                                      key: "sha256:" + hashlib.sha256(data).hexdigest()}
+                                      key: sha256_digest(data)}
 
     def set_bigdata(self, container: Container, key: str, data: bytes) -> None:
         self._store_bigdata(container, key, data)

@@ -2,57 +2,53 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from .records import IDMap, Timestamp
 
 
-@dataclass(slots=True)
-class IDMappingOptions:
+class IDMappingOptions(msgspec.Struct):
     host_uid_mapping: bool = False
     host_gid_mapping: bool = False
-    uidmap: list[IDMap] = field(default_factory=list)
-    gidmap: list[IDMap] = field(default_factory=list)
+    uidmap: list[IDMap] = []
+    gidmap: list[IDMap] = []
 
 
-@dataclass(slots=True)
-class LayerOptions:
+class LayerOptions(msgspec.Struct):
     id_mapping: IDMappingOptions | None = None
     original_digest: str = ""
     original_size: int | None = None
     uncompressed_digest: str = ""
     volatile: bool = False
-    big_data: dict[str, bytes] = field(default_factory=dict)
-    flags: dict[str, Any] = field(default_factory=dict)
+    big_data: dict[str, bytes] = {}
+    flags: dict[str, Any] = {}
 
 
-@dataclass(slots=True)
-class ImageBigDataOption:
+class ImageBigDataOption(msgspec.Struct):
     key: str
     data: bytes
     digest: str = ""
 
 
-@dataclass(slots=True)
-class ImageOptions:
+class ImageOptions(msgspec.Struct):
     created: Timestamp | None = None
     digest: str = ""
-    digests: list[str] = field(default_factory=list)
+    digests: list[str] = []
     metadata: str = ""
-    big_data: list[ImageBigDataOption] = field(default_factory=list)
-    names_history: list[str] = field(default_factory=list)
-    flags: dict[str, Any] = field(default_factory=dict)
+    big_data: list[ImageBigDataOption] = []
+    names_history: list[str] = []
+    flags: dict[str, Any] = {}
 
 
-@dataclass(slots=True)
-class ContainerOptions:
+class ContainerOptions(msgspec.Struct):
     id_mapping: IDMappingOptions | None = None
     mount_label: str = ""
     process_label: str = ""
-    flags: dict[str, Any] = field(default_factory=dict)
-    mount_opts: list[str] = field(default_factory=list)
+    flags: dict[str, Any] = {}
+    mount_opts: list[str] = []
     volatile: bool = False
-    storage_opt: dict[str, str] = field(default_factory=dict)
+    storage_opt: dict[str, str] = {}
     metadata: str = ""
-    big_data: dict[str, bytes] = field(default_factory=dict)
+    big_data: dict[str, bytes] = {}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
 from .creation import ImageOptions
 from .errors import DigestUnknown, DuplicateID, ImageUnknown, ItemNotFound, SizeUnknown, goquote, plain
-from .records import Image, Timestamp, validate_digest
+from .records import Image, Timestamp, sha256_digest, validate_digest
 
 STABLE = "stable"
 
@@ -108,7 +107,7 @@ class ImageStore(RecordStore[Image]):
             image.big_data_names = [*image.big_data_names, key]
         image.big_data_sizes = {**image.big_data_sizes, key: len(data)}
         image.big_data_digests = {**image.big_data_digests,
-                                  key: digest or "sha256:" + hashlib.sha256(data).hexdigest()}
+                                  key: digest or sha256_digest(data)}
 
     def set_bigdata(self, image: Image, key: str, data: bytes,
                     digest_manifest: Callable[[bytes], str] | None) -> None:

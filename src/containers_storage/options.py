@@ -20,8 +20,9 @@ import re
 import shutil
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from . import _log
 from .errors import ConfigError
@@ -55,8 +56,7 @@ _config_file_override: str | None = None
 # StoreOptions
 
 
-@dataclass
-class StoreOptions:
+class StoreOptions(msgspec.Struct):
     """Options for opening a store (upstream ``types.StoreOptions``)."""
 
     run_root: str = ""
@@ -64,16 +64,16 @@ class StoreOptions:
     image_store: str = ""
     rootless_storage_path: str = ""
     driver_name: str = ""
-    driver_priority: list[str] = field(default_factory=list)
-    driver_options: list[str] = field(default_factory=list)
-    uidmap: list[IDMap] = field(default_factory=list)
-    gidmap: list[IDMap] = field(default_factory=list)
+    driver_priority: list[str] = []
+    driver_options: list[str] = []
+    uidmap: list[IDMap] = []
+    gidmap: list[IDMap] = []
     root_auto_userns_user: str = ""
     auto_userns_min_size: int = AUTO_USERNS_MIN_SIZE
     auto_userns_max_size: int = AUTO_USERNS_MAX_SIZE
     disable_volatile: bool = False
     transient_store: bool = False
-    pull_options: dict[str, str] = field(default_factory=dict)
+    pull_options: dict[str, str] = {}
 
     def copy(self) -> StoreOptions:
         """A copy whose lists and dicts are not shared with this one."""

@@ -96,7 +96,6 @@ class Store:
     @classmethod
     def open(cls, options: StoreOptions | None = None) -> Store:
         """Open (or return the cached) store for *options*; None means the defaults."""
-        from .options import StoreOptions as _Options
         from .options import default_store_options
 
         if options is None or not (options.graph_root or options.run_root or options.driver_name
@@ -105,7 +104,7 @@ class Store:
         elif not options.graph_root and not options.run_root:
             raise IncompleteOptions("no storage runroot or graphroot specified")
         else:
-            options = _Options(**{**options.__dict__})
+            options = options.copy()
             if not options.graph_root or not options.run_root:
                 defaults = default_store_options()
                 options.graph_root = options.graph_root or defaults.graph_root

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import ClassVar
+
+import msgspec
 
 from ..records import IDMap
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
+class Capabilities(msgspec.Struct, frozen=True):
     """What a driver can do, declared instead of probed with ``hasattr``."""
 
     # Shifts uid/gid at mount time (idmapped mounts): layers then record no maps.
@@ -29,34 +29,31 @@ class Capabilities:
     copy_on_write: bool = False
 
 
-@dataclass(slots=True)
-class DriverOptions:
+class DriverOptions(msgspec.Struct):
     """Everything a driver needs at init, already parsed from storage options."""
 
     home: str  # <graphroot>/<name>
     run_home: str  # <runroot>/<name>
-    options: list[str] = field(default_factory=list)  # raw "<drv>.key=value" strings
-    uidmap: list[IDMap] = field(default_factory=list)
-    gidmap: list[IDMap] = field(default_factory=list)
+    options: list[str] = []  # raw "<drv>.key=value" strings
+    uidmap: list[IDMap] = []
+    gidmap: list[IDMap] = []
 
 
-@dataclass(slots=True)
-class CreateOptions:
+class CreateOptions(msgspec.Struct):
     """Per-layer creation options."""
 
     mount_label: str = ""
-    uidmap: list[IDMap] = field(default_factory=list)
-    gidmap: list[IDMap] = field(default_factory=list)
-    storage_opt: dict[str, str] = field(default_factory=dict)
+    uidmap: list[IDMap] = []
+    gidmap: list[IDMap] = []
+    storage_opt: dict[str, str] = {}
     read_only: bool = False  # an image layer (not writeable)
 
 
-@dataclass(slots=True)
-class MountOptions:
+class MountOptions(msgspec.Struct):
     mount_label: str = ""
-    options: list[str] = field(default_factory=list)  # e.g. ["ro"], ["nodev"]
-    uidmap: list[IDMap] = field(default_factory=list)
-    gidmap: list[IDMap] = field(default_factory=list)
+    options: list[str] = []  # e.g. ["ro"], ["nodev"]
+    uidmap: list[IDMap] = []
+    gidmap: list[IDMap] = []
     volatile: bool = False
 
 
