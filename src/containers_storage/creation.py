@@ -1,54 +1,62 @@
-"""Options passed when creating layers, images and containers."""
+"""Options passed when creating layers, images and containers.
+
+Only code that creates objects imports this module (dataclasses are not free
+to import, and listings must start fast).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
-
-import msgspec
 
 from .records import IDMap, Timestamp
 
 
-class IDMappingOptions(msgspec.Struct):
+@dataclass(slots=True)
+class IDMappingOptions:
     host_uid_mapping: bool = False
     host_gid_mapping: bool = False
-    uidmap: list[IDMap] = []
-    gidmap: list[IDMap] = []
+    uidmap: list[IDMap] = field(default_factory=list)
+    gidmap: list[IDMap] = field(default_factory=list)
 
 
-class LayerOptions(msgspec.Struct):
+@dataclass(slots=True)
+class LayerOptions:
     id_mapping: IDMappingOptions | None = None
     original_digest: str = ""
     original_size: int | None = None
     uncompressed_digest: str = ""
     volatile: bool = False
-    big_data: dict[str, bytes] = {}
-    flags: dict[str, Any] = {}
+    big_data: dict[str, bytes] = field(default_factory=dict)
+    flags: dict[str, Any] = field(default_factory=dict)
 
 
-class ImageBigDataOption(msgspec.Struct):
+@dataclass(slots=True)
+class ImageBigDataOption:
     key: str
     data: bytes
     digest: str = ""
 
 
-class ImageOptions(msgspec.Struct):
+@dataclass(slots=True)
+class ImageOptions:
     created: Timestamp | None = None
     digest: str = ""
-    digests: list[str] = []
+    digests: list[str] = field(default_factory=list)
     metadata: str = ""
-    big_data: list[ImageBigDataOption] = []
-    names_history: list[str] = []
-    flags: dict[str, Any] = {}
+    big_data: list[ImageBigDataOption] = field(default_factory=list)
+    names_history: list[str] = field(default_factory=list)
+    flags: dict[str, Any] = field(default_factory=dict)
 
 
-class ContainerOptions(msgspec.Struct):
+@dataclass(slots=True)
+class ContainerOptions:
     id_mapping: IDMappingOptions | None = None
     mount_label: str = ""
     process_label: str = ""
-    flags: dict[str, Any] = {}
-    mount_opts: list[str] = []
+    flags: dict[str, Any] = field(default_factory=dict)
+    mount_opts: list[str] = field(default_factory=list)
     volatile: bool = False
-    storage_opt: dict[str, str] = {}
+    storage_opt: dict[str, str] = field(default_factory=dict)
     metadata: str = ""
-    big_data: dict[str, bytes] = {}
+    big_data: dict[str, bytes] = field(default_factory=dict)

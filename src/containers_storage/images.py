@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
-from .creation import ImageOptions
 from .errors import DigestUnknown, DuplicateID, ImageUnknown, ItemNotFound, SizeUnknown, goquote, plain
 from .records import Image, Timestamp, sha256_digest, validate_digest
+
+if TYPE_CHECKING:
+    from .creation import ImageOptions
 
 STABLE = "stable"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from . import _log, atomicio
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
-from .creation import LayerOptions
 from .drivers.base import CreateOptions, Driver, MountOptions
 from .errors import (
     CorruptMetadata,
@@ -26,6 +26,9 @@ from .errors import (
 )
 from .lockfile import LockFile, get_lockfile
 from .records import IDMap, Layer, go_json, json_loads, now_text, validate_digest
+
+if TYPE_CHECKING:
+    from .creation import LayerOptions
 
 STABLE = "stable"
 VOLATILE = "volatile"

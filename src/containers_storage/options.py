@@ -22,8 +22,6 @@ import stat
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from . import _log
 from .errors import ConfigError
 
@@ -56,24 +54,52 @@ _config_file_override: str | None = None
 # StoreOptions
 
 
-class StoreOptions(msgspec.Struct):
-    """Options for opening a store (upstream ``types.StoreOptions``)."""
+class StoreOptions:
+    """Options for opening a store (upstream ``types.StoreOptions``).
 
-    run_root: str = ""
-    graph_root: str = ""
-    image_store: str = ""
-    rootless_storage_path: str = ""
-    driver_name: str = ""
-    driver_priority: list[str] = []
-    driver_options: list[str] = []
-    uidmap: list[IDMap] = []
-    gidmap: list[IDMap] = []
-    root_auto_userns_user: str = ""
-    auto_userns_min_size: int = AUTO_USERNS_MIN_SIZE
-    auto_userns_max_size: int = AUTO_USERNS_MAX_SIZE
-    disable_volatile: bool = False
-    transient_store: bool = False
-    pull_options: dict[str, str] = {}
+    A plain class rather than a dataclass: the CLI builds one on every run and
+    the dataclasses machinery costs more start-up time than the whole listing.
+    """
+
+    __slots__ = ("auto_userns_max_size", "auto_userns_min_size", "disable_volatile", "driver_name",
+                 "driver_options", "driver_priority", "gidmap", "graph_root", "image_store",
+                 "pull_options", "root_auto_userns_user", "rootless_storage_path", "run_root",
+                 "transient_store", "uidmap")
+
+    def __init__(self, run_root: str = "", graph_root: str = "", image_store: str = "",
+                 rootless_storage_path: str = "", driver_name: str = "",
+                 driver_priority: list[str] | None = None, driver_options: list[str] | None = None,
+                 uidmap: list[IDMap] | None = None, gidmap: list[IDMap] | None = None,
+                 root_auto_userns_user: str = "", auto_userns_min_size: int = AUTO_USERNS_MIN_SIZE,
+                 auto_userns_max_size: int = AUTO_USERNS_MAX_SIZE, disable_volatile: bool = False,
+                 transient_store: bool = False, pull_options: dict[str, str] | None = None) -> None:
+        self.run_root = run_root
+        self.graph_root = graph_root
+        self.image_store = image_store
+        self.rootless_storage_path = rootless_storage_path
+        self.driver_name = driver_name
+        self.driver_priority: list[str] = driver_priority if driver_priority is not None else []
+        self.driver_options: list[str] = driver_options if driver_options is not None else []
+        self.uidmap: list[IDMap] = uidmap if uidmap is not None else []
+        self.gidmap: list[IDMap] = gidmap if gidmap is not None else []
+        self.root_auto_userns_user = root_auto_userns_user
+        self.auto_userns_min_size = auto_userns_min_size
+        self.auto_userns_max_size = auto_userns_max_size
+        self.disable_volatile = disable_volatile
+        self.transient_store = transient_store
+        self.pull_options: dict[str, str] = pull_options if pull_options is not None else {}
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoreOptions) and self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"StoreOptions({fields})"
 
     def copy(self) -> StoreOptions:
         """A copy whose lists and dicts are not shared with this one."""

@@ -1,28 +1,27 @@
 """Layer, Image and Container records with upstream's JSON shapes.
 
-The on-disk format is declared here once, as msgspec structs: field order is
-Go's struct order, ``omit_defaults`` is Go's ``omitempty`` (fields Go always
-writes have no default), times use Go's RFC 3339 with nanoseconds, maps are
-written with keys sorted (code-point order is UTF-8 byte order, as Go sorts)
-and the encoder escapes exactly what Go's ``encoding/json`` escapes.  Nobody
-else builds these dicts by hand.
+The on-disk format is declared here once, as a field table per record kind
+(:data:`_LAYER_FIELDS`...): field order is Go's struct order, ``omitempty``
+fields are dropped when empty, times use Go's RFC 3339 with nanoseconds, maps
+are written with keys sorted (code-point order is UTF-8 byte order, as Go
+sorts) and the encoder escapes exactly what Go's ``encoding/json`` escapes.
+The table generates each class's ``from_json``, ``to_json`` and copy
+functions, so nobody builds these dicts by hand.
 
-msgspec decodes a record array straight into structs, which keeps listing ten
-thousand layers cheap.  ``created`` stays the text Go wrote (parse it with
-:class:`Timestamp` when a time is needed): parsing every record's date at load
-would cost more than the rest of a listing.  Runtime-only state (mount point, read-only...) lives in
-each struct's ``__dict__`` and is never encoded.
+Listing is the hot path of the CLI, so the stdlib ``json`` module (cheap to
+import, C-accelerated) does the parsing and the generated converters avoid
+per-field calls.  ``created`` stays the text Go wrote (parse it with
+:class:`Timestamp` when a time is needed).  Runtime-only state (mount point,
+read-only...) sits in extra slots that are never encoded.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
+import json
 import re
-from collections.abc import Iterable
-from typing import Any, ClassVar, Generic, TypeVar, overload
-
-import msgspec
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from .errors import CorruptMetadata, InvalidDigest, goquote
 
@@ -42,20 +41,19 @@ def go_json(value: Any) -> bytes:
     """Encode *value* the way Go's ``json.Marshal`` does (compact, HTML-escaped).
 
     Callers pass dicts already in field order; maps that Go sorts are sorted
-    by :func:`sorted_map`.
+    by :func:`sorted_map`.  (Go spells two rare control characters, U+0008 and
+    U+000C, as ``\\u0008``/``\\u000c`` where Python writes ``\\b``/``\\f``;
+    both decode alike.)
     """
-    return go_escape(_PLAIN_ENCODER.encode(value))
+    return go_escape(_DUMPS(value).encode("utf-8", "surrogatepass"))
 
 
-_PLAIN_ENCODER = msgspec.json.Encoder()
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
 def json_loads(data: bytes) -> Any:
     """Parse JSON (any valid document); raises ``ValueError`` when it is broken."""
-    try:
-        return msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from exc
+    return json.loads(data)
 
 
 def go_escape(data: bytes) -> bytes:
@@ -233,7 +231,7 @@ def sha256_digest(data: bytes) -> str:
 # ID maps
 
 
-class IDMap(msgspec.Struct, frozen=True):
+class IDMap(NamedTuple):
     """One uid or gid mapping range (``{"container_id":0,"host_id":100000,"size":65536}``)."""
 
     container_id: int = 0
@@ -245,7 +243,13 @@ class IDMap(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> IDMap:
+        if not isinstance(obj, dict):
+            raise TypeError(f"expected an ID map object, got {obj!r}")
         return cls(int(obj.get("container_id") or 0), int(obj.get("host_id") or 0), int(obj.get("size") or 0))
+
+
+def _idmaps(value: Any) -> list[IDMap]:
+    return [IDMap.from_json(m) for m in value]
 
 
 # --------------------------------------------------------------------------
@@ -260,120 +264,268 @@ class Compression:
     ZSTD = 4
 
 
-_T = TypeVar("_T")
-
-
-class _Runtime(Generic[_T]):
-    """A per-instance attribute that is never encoded (kept in the struct's ``__dict__``)."""
-
-    def __init__(self, default: _T) -> None:
-        self.default = default
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> _Runtime[_T]: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> _T: ...
-    def __get__(self, obj: object | None, owner: type) -> _T | _Runtime[_T]:
-        if obj is None:
-            return self
-        value: _T = obj.__dict__.get(self.name, self.default)
-        return value
-
-    def __set__(self, obj: object, value: _T) -> None:
-        obj.__dict__[self.name] = value
-
-
 def now_text() -> str:
     """The current time as Go writes a library-generated one (UTC, nanoseconds)."""
     return Timestamp.now().format()
 
 
-class _Record(msgspec.Struct, omit_defaults=True, kw_only=True, dict=True):
-    """Shared behaviour; subclasses declare the persisted fields in Go's order."""
+# Field kinds: how a JSON value becomes an attribute and back.
+_STR, _INT, _STRS, _INTS, _MAP, _IDMAPS, _TIME, _STR_ALWAYS = range(8)
 
-    _RUNTIME: ClassVar[tuple[str, ...]] = ()
+# (attribute, JSON key, kind) in Go's struct order.  Every field is omitempty
+# except _TIME (Go never omits a struct) and _STR_ALWAYS (no omitempty tag).
+_LAYER_FIELDS = (
+    ("id", "id", _STR_ALWAYS), ("names", "names", _STRS), ("parent", "parent", _STR),
+    ("metadata", "metadata", _STR), ("mount_label", "mountlabel", _STR), ("created", "created", _TIME),
+    ("compressed_digest", "compressed-diff-digest", _STR), ("compressed_size", "compressed-size", _INT),
+    ("uncompressed_digest", "diff-digest", _STR), ("toc_digest", "toc-digest", _STR),
+    ("uncompressed_size", "diff-size", _INT), ("compression", "compression", _INT),
+    ("uidset", "uidset", _INTS), ("gidset", "gidset", _INTS), ("flags", "flags", _MAP),
+    ("uidmap", "uidmap", _IDMAPS), ("gidmap", "gidmap", _IDMAPS), ("big_data_names", "big-data-names", _STRS),
+)
+_IMAGE_FIELDS = (
+    ("id", "id", _STR_ALWAYS), ("digest", "digest", _STR), ("names", "names", _STRS),
+    ("names_history", "names-history", _STRS), ("top_layer", "layer", _STR),
+    ("mapped_top_layers", "mapped-layers", _STRS), ("metadata", "metadata", _STR),
+    ("big_data_names", "big-data-names", _STRS), ("big_data_sizes", "big-data-sizes", _MAP),
+    ("big_data_digests", "big-data-digests", _MAP), ("created", "created", _TIME), ("flags", "flags", _MAP),
+)
+_CONTAINER_FIELDS = (
+    ("id", "id", _STR_ALWAYS), ("names", "names", _STRS), ("image", "image", _STR_ALWAYS),
+    ("layer", "layer", _STR_ALWAYS), ("metadata", "metadata", _STR),
+    ("big_data_names", "big-data-names", _STRS), ("big_data_sizes", "big-data-sizes", _MAP),
+    ("big_data_digests", "big-data-digests", _MAP), ("created", "created", _TIME),
+    ("uidmap", "uidmap", _IDMAPS), ("gidmap", "gidmap", _IDMAPS), ("flags", "flags", _MAP),
+)
 
-    def to_json(self) -> dict[str, Any]:
-        """The persisted JSON object (Go's shape), e.g. for ``-j`` output."""
-        out: dict[str, Any] = msgspec.to_builtins(self, order="deterministic")
-        return out
 
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Any:
-        """Build a record from a decoded JSON object, tolerating nulls and odd types."""
-        return _lenient(cls, obj)
+def _bad(key: str, value: Any) -> TypeError:
+    return TypeError(f"field {key!r}: unexpected value {value!r}")
 
 
-class Layer(_Record, kw_only=True, rename={
-    "mount_label": "mountlabel", "compressed_digest": "compressed-diff-digest",
-    "compressed_size": "compressed-size", "uncompressed_digest": "diff-digest",
-    "toc_digest": "toc-digest", "uncompressed_size": "diff-size", "big_data_names": "big-data-names"}):
+def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runtime: tuple[str, ...]) -> None:
+    """Attach ``from_json``, ``to_json`` and ``_copy`` built from *fields* to *cls*.
+
+    Generated straight-line code is several times faster than a loop over the
+    table, and these run once per record on every listing.
+    """
+    load = ["def from_json(cls, obj):", "    g = obj.get", "    r = _new(cls)"]
+    dump = ["def to_json(self):", "    out = {}"]
+    copy = ["def _copy(self):", "    n = _new(type(self))"]
+    for attr, key, kind in fields:
+        load.append(f"    v = g({key!r})")
+        if kind in (_STR, _STR_ALWAYS):
+            load.append(f"    r.{attr} = v if type(v) is str else _str_or_fail({key!r}, v)")
+        elif kind == _TIME:
+            load.append(f"    r.{attr} = v if type(v) is str else _time_or_fail({key!r}, v)")
+        elif kind == _INT:
+            load.append(f"    r.{attr} = v if type(v) is int else _int_or_fail({key!r}, v)")
+        elif kind == _STRS:
+            load.append(f"    r.{attr} = [*v] if type(v) is list else _list_or_fail({key!r}, v)")
+        elif kind == _INTS:
+            load.append(f"    r.{attr} = [int(x) for x in v] if type(v) is list else _list_or_fail({key!r}, v)")
+        elif kind == _MAP:
+            load.append(f"    r.{attr} = dict(v) if type(v) is dict else _map_or_fail({key!r}, v)")
+        elif kind == _IDMAPS:
+            load.append(f"    r.{attr} = _idmaps(v) if type(v) is list else _list_or_fail({key!r}, v)")
+        if kind in (_STR_ALWAYS, _TIME):
+            dump.append(f"    out[{key!r}] = self.{attr}")
+        elif kind == _MAP:
+            dump.append(f"    if self.{attr}: out[{key!r}] = _sorted_map(self.{attr})")
+        elif kind == _IDMAPS:
+            dump.append(f"    if self.{attr}: out[{key!r}] = [m.to_json() for m in self.{attr}]")
+        else:
+            dump.append(f"    if self.{attr}: out[{key!r}] = self.{attr}")
+        copy.append(f"    n.{attr} = self.{attr}")
+    for attr in runtime:
+        load.append(f"    r.{attr} = _defaults[{attr!r}]")
+        copy.append(f"    n.{attr} = self.{attr}")
+    load.append("    return r")
+    dump.append("    return out")
+    copy.append("    return n")
+    namespace: dict[str, Any] = {
+        "_new": object.__new__, "_idmaps": _idmaps, "_sorted_map": sorted_map, "_defaults": cls._RUNTIME,
+        "_str_or_fail": _str_or_fail, "_time_or_fail": _time_or_fail, "_int_or_fail": _int_or_fail,
+        "_list_or_fail": _list_or_fail, "_map_or_fail": _map_or_fail,
+    }
+    exec("\n".join(load + dump + copy), namespace)
+    cls.from_json = classmethod(namespace["from_json"])  # type: ignore[attr-defined]
+    cls.to_json = namespace["to_json"]  # type: ignore[attr-defined]
+    cls._copy = namespace["_copy"]  # type: ignore[attr-defined]
+
+
+def _str_or_fail(key: str, value: Any) -> str:
+    if value is None:
+        return "" if key != "id" else _fail(key, value)
+    raise _bad(key, value)
+
+
+def _fail(key: str, value: Any) -> str:
+    raise _bad(key, value)
+
+
+def _time_or_fail(key: str, value: Any) -> str:
+    if value is None:
+        return Timestamp.ZERO_TEXT
+    raise _bad(key, value)
+
+
+def _int_or_fail(key: str, value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise _bad(key, value)
+
+
+def _list_or_fail(key: str, value: Any) -> list[Any]:
+    if value is None:
+        return []
+    raise _bad(key, value)
+
+
+def _map_or_fail(key: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    raise _bad(key, value)
+
+
+class _Record:
+    """Shared behaviour; each subclass is generated from its field table."""
+
+    __slots__ = ()
+    _FIELDS: ClassVar[tuple[tuple[str, str, int], ...]] = ()
+    _RUNTIME: ClassVar[dict[str, Any]] = {}
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, attr) for attr, _key, _kind in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Record) and type(other) is type(self) and self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{attr}={getattr(self, attr)!r}" for attr, _key, _kind in self._FIELDS
+                          if getattr(self, attr))
+        return f"{type(self).__name__}({inner})"
+
+
+class Layer(_Record):
     """A layer record (``layers.json``) plus runtime-only mount state."""
 
-    id: str
-    names: list[str] = []
-    parent: str = ""
-    metadata: str = ""
-    mount_label: str = ""
-    created: str = msgspec.field(default_factory=now_text)
-    compressed_digest: str = ""
-    compressed_size: int = 0
-    uncompressed_digest: str = ""
-    toc_digest: str = ""
-    uncompressed_size: int = 0
-    compression: int = 0
-    uidset: list[int] = []
-    gidset: list[int] = []
-    flags: dict[str, Any] = {}
-    uidmap: list[IDMap] = []
-    gidmap: list[IDMap] = []
-    big_data_names: list[str] = []
-
+    _FIELDS = _LAYER_FIELDS
     # Runtime only, never written to layers.json.
-    mount_point = _Runtime("")
-    mount_count = _Runtime(0)
-    read_only = _Runtime(False)
-    volatile = _Runtime(False)
-    _RUNTIME = ("mount_point", "mount_count", "read_only", "volatile")
+    _RUNTIME = {"mount_point": "", "mount_count": 0, "read_only": False, "volatile": False}
+    __slots__ = tuple(f[0] for f in _LAYER_FIELDS) + tuple(_RUNTIME)
+
+    id: str
+    names: list[str]
+    parent: str
+    metadata: str
+    mount_label: str
+    created: str
+    compressed_digest: str
+    compressed_size: int
+    uncompressed_digest: str
+    toc_digest: str
+    uncompressed_size: int
+    compression: int
+    uidset: list[int]
+    gidset: list[int]
+    flags: dict[str, Any]
+    uidmap: list[IDMap]
+    gidmap: list[IDMap]
+    big_data_names: list[str]
+    mount_point: str
+    mount_count: int
+    read_only: bool
+    volatile: bool
+
+    def __init__(self, id: str, names: list[str] | None = None, parent: str = "", metadata: str = "",
+                 mount_label: str = "", created: str | None = None, compressed_digest: str = "",
+                 compressed_size: int = 0, uncompressed_digest: str = "", toc_digest: str = "",
+                 uncompressed_size: int = 0, compression: int = 0, uidset: list[int] | None = None,
+                 gidset: list[int] | None = None, flags: dict[str, Any] | None = None,
+                 uidmap: list[IDMap] | None = None, gidmap: list[IDMap] | None = None,
+                 big_data_names: list[str] | None = None) -> None:
+        self.id = id
+        self.names = names or []
+        self.parent = parent
+        self.metadata = metadata
+        self.mount_label = mount_label
+        self.created = created or now_text()
+        self.compressed_digest = compressed_digest
+        self.compressed_size = compressed_size
+        self.uncompressed_digest = uncompressed_digest
+        self.toc_digest = toc_digest
+        self.uncompressed_size = uncompressed_size
+        self.compression = compression
+        self.uidset = uidset or []
+        self.gidset = gidset or []
+        self.flags = flags or {}
+        self.uidmap = uidmap or []
+        self.gidmap = gidmap or []
+        self.big_data_names = big_data_names or []
+        self.mount_point, self.mount_count, self.read_only, self.volatile = "", 0, False, False
+
+    # Generated from the field table (declared for type checkers).
+    from_json: ClassVar[Callable[[dict[str, Any]], Layer]]
+    to_json: Callable[[], dict[str, Any]]
+    _copy: Callable[[], Layer]
 
     @property
     def incomplete(self) -> bool:
         return self.flags.get("incomplete") is True
 
 
-class Image(_Record, kw_only=True, rename={
-    "names_history": "names-history", "top_layer": "layer", "mapped_top_layers": "mapped-layers",
-    "big_data_names": "big-data-names", "big_data_sizes": "big-data-sizes",
-    "big_data_digests": "big-data-digests"}):
+class Image(_Record):
     """An image record (``images.json``)."""
 
+    _FIELDS = _IMAGE_FIELDS
+    _RUNTIME = {"digests": (), "read_only": False}
+    __slots__ = tuple(f[0] for f in _IMAGE_FIELDS) + tuple(_RUNTIME)
+
     id: str
-    digest: str = ""
-    names: list[str] = []
-    names_history: list[str] = []
-    top_layer: str = ""
-    mapped_top_layers: list[str] = []
-    metadata: str = ""
-    big_data_names: list[str] = []
-    big_data_sizes: dict[str, int] = {}
-    big_data_digests: dict[str, str] = {}
-    created: str = msgspec.field(default_factory=now_text)
-    flags: dict[str, Any] = {}
+    digest: str
+    names: list[str]
+    names_history: list[str]
+    top_layer: str
+    mapped_top_layers: list[str]
+    metadata: str
+    big_data_names: list[str]
+    big_data_sizes: dict[str, int]
+    big_data_digests: dict[str, str]
+    created: str
+    flags: dict[str, Any]
+    # The digest list computed on load: always replaced, never changed in place.
+    digests: list[str]
+    read_only: bool
 
-    # Runtime only.
-    # Always replaced, never mutated in place: the default list is shared.
-    digests = _Runtime[list[str]]([])
-    read_only = _Runtime(False)
-    _RUNTIME = ("digests", "read_only")
+    def __init__(self, id: str, digest: str = "", names: list[str] | None = None,
+                 names_history: list[str] | None = None, top_layer: str = "",
+                 mapped_top_layers: list[str] | None = None, metadata: str = "",
+                 big_data_names: list[str] | None = None, big_data_sizes: dict[str, int] | None = None,
+                 big_data_digests: dict[str, str] | None = None, created: str | None = None,
+                 flags: dict[str, Any] | None = None) -> None:
+        self.id = id
+        self.digest = digest
+        self.names = names or []
+        self.names_history = names_history or []
+        self.top_layer = top_layer
+        self.mapped_top_layers = mapped_top_layers or []
+        self.metadata = metadata
+        self.big_data_names = big_data_names or []
+        self.big_data_sizes = big_data_sizes or {}
+        self.big_data_digests = big_data_digests or {}
+        self.created = created or now_text()
+        self.flags = flags or {}
+        self.digests = []
+        self.read_only = False
 
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Image:
-        image: Image = _lenient(cls, obj)
-        image.recompute_digests()
-        return image
+    from_json: ClassVar[Callable[[dict[str, Any]], Image]]
+    to_json: Callable[[], dict[str, Any]]
+    _copy: Callable[[], Image]
 
     def recompute_digests(self) -> None:
         """Rebuild the runtime digest list: ``digest``, then manifest items' digests.
@@ -395,73 +547,82 @@ class Image(_Record, kw_only=True, rename={
         self.digests = digests
 
 
-class Container(_Record, kw_only=True, rename={
-    "big_data_names": "big-data-names", "big_data_sizes": "big-data-sizes",
-    "big_data_digests": "big-data-digests"}):
+class Container(_Record):
     """A container record (``containers.json``)."""
 
+    _FIELDS = _CONTAINER_FIELDS
+    _RUNTIME = {"volatile_file": False}
+    __slots__ = tuple(f[0] for f in _CONTAINER_FIELDS) + tuple(_RUNTIME)
+
     id: str
-    names: list[str] = []
-    # Go writes these two even when empty, so they have no default.
+    names: list[str]
     image: str
     layer: str
-    metadata: str = ""
-    big_data_names: list[str] = []
-    big_data_sizes: dict[str, int] = {}
-    big_data_digests: dict[str, str] = {}
-    created: str = msgspec.field(default_factory=now_text)
-    uidmap: list[IDMap] = []
-    gidmap: list[IDMap] = []
-    flags: dict[str, Any] = {}
+    metadata: str
+    big_data_names: list[str]
+    big_data_sizes: dict[str, int]
+    big_data_digests: dict[str, str]
+    created: str
+    uidmap: list[IDMap]
+    gidmap: list[IDMap]
+    flags: dict[str, Any]
+    volatile_file: bool
 
-    # Runtime only.
-    volatile_file = _Runtime(False)
-    _RUNTIME = ("volatile_file",)
+    def __init__(self, id: str, names: list[str] | None = None, image: str = "", layer: str = "",
+                 metadata: str = "", big_data_names: list[str] | None = None,
+                 big_data_sizes: dict[str, int] | None = None, big_data_digests: dict[str, str] | None = None,
+                 created: str | None = None, uidmap: list[IDMap] | None = None,
+                 gidmap: list[IDMap] | None = None, flags: dict[str, Any] | None = None) -> None:
+        self.id = id
+        self.names = names or []
+        self.image = image
+        self.layer = layer
+        self.metadata = metadata
+        self.big_data_names = big_data_names or []
+        self.big_data_sizes = big_data_sizes or {}
+        self.big_data_digests = big_data_digests or {}
+        self.created = created or now_text()
+        self.uidmap = uidmap or []
+        self.gidmap = gidmap or []
+        self.flags = flags or {}
+        self.volatile_file = False
+
+    from_json: ClassVar[Callable[[dict[str, Any]], Container]]
+    to_json: Callable[[], dict[str, Any]]
+    _copy: Callable[[], Container]
 
     @property
     def volatile(self) -> bool:
         return self.flags.get("Volatile") is True
 
 
+for _cls in (Layer, Image, Container):
+    _generate(_cls, _cls._FIELDS, tuple(_cls._RUNTIME))
+# Image.digests must start as a fresh list per record, not the shared default.
+_image_from_json = Image.from_json
+
+
+def _image_loader(obj: dict[str, Any]) -> Image:
+    image = _image_from_json(obj)
+    image.recompute_digests()
+    return image
+
+
+Image.from_json = _image_loader
+
 _R = TypeVar("_R", Layer, Image, Container)
-
-
-_ENCODER = msgspec.json.Encoder(order="deterministic")
-_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
-
-
-def _lenient(cls: type[Any], obj: dict[str, Any]) -> Any:
-    """Decode one record object the way Go's decoder would: nulls are empty values."""
-    cleaned = {k: v for k, v in obj.items() if v is not None}
-    if cls is Container:
-        cleaned.setdefault("image", "")
-        cleaned.setdefault("layer", "")
-    cleaned.setdefault("created", Timestamp.ZERO_TEXT)
-    return msgspec.convert(cleaned, cls, strict=False)
 
 
 def decode_records(data: bytes, path: str, cls: type[_R]) -> list[_R]:
     """Parse a JSON record array of *cls*, naming *path* in any error."""
-    if not data.strip():
-        return []
-    decoder = _DECODERS.get(cls)
-    if decoder is None:
-        decoder = _DECODERS[cls] = msgspec.json.Decoder(list[cls] | None)  # type: ignore[valid-type]
+    objects = parse_record_file(data, path)
     try:
-        records: list[_R] | None = decoder.decode(data)
-        if records:
-            _check_times(records, path)
-        return records or []
-    except msgspec.ValidationError:
-        pass  # odd but valid JSON (nulls, missing "created"...): take the slow, lenient path
-    except msgspec.DecodeError as exc:
+        records = [cls.from_json(obj) for obj in objects]
+    except (TypeError, ValueError, InvalidDigest) as exc:
         raise CorruptMetadata(f"loading {path}: {exc}") from exc
-    try:
-        lenient = [_lenient(cls, obj) for obj in parse_record_file(data, path)]
-    except (msgspec.ValidationError, ValueError, TypeError) as exc:
-        raise CorruptMetadata(f"loading {path}: {exc}") from exc
-    _check_times(lenient, path)
-    return lenient
+    if records:
+        _check_times(records, path)
+    return records
 
 
 def _check_times(records: list[_R], path: str) -> None:
@@ -479,13 +640,10 @@ def clone(record: _R) -> _R:
 
     Listing copies every record, so this is on the hot path.  Sharing the
     lists is safe because the stores never change a record's list or dict in
-    place: they assign new ones (see ``replaced``).  Callers should treat the
-    lists of returned records as read-only, as with upstream's copies.
+    place: they assign new ones.  Callers should treat the lists of returned
+    records as read-only, as with upstream's copies.
     """
-    new = copy.copy(record)
-    if record.__dict__:
-        new.__dict__.update(record.__dict__)
-    return new
+    return record._copy()
 
 
 def parse_record_file(data: bytes, path: str) -> list[dict[str, Any]]:
@@ -493,20 +651,20 @@ def parse_record_file(data: bytes, path: str) -> list[dict[str, Any]]:
     if not data.strip():
         return []
     try:
-        value = json_loads(data)
+        value = json.loads(data)
     except ValueError as exc:
         raise CorruptMetadata(f"loading {path}: {exc}") from exc
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, dict) and "id" in v for v in value):
+    if type(value) is not list or not all(type(v) is dict and "id" in v for v in value):
         raise CorruptMetadata(f"loading {path}: expected a JSON array of records")
     return value
 
 
 def encode_records(records: Iterable[Layer | Image | Container]) -> bytes:
     """The JSON array Go writes for these records (compact, HTML-escaped)."""
-    return go_escape(_ENCODER.encode(list(records)))
+    return go_json([r.to_json() for r in records])
 
 
 def encode_record(record: Layer | Image | Container) -> bytes:
-    return go_escape(_ENCODER.encode(record))
+    return go_json(record.to_json())

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import atomicio
 from ._recordstore import generate_id, remove_tree
 from .containers import ContainerStore
-from .creation import ContainerOptions, ImageOptions, LayerOptions
 from .drivers import DEFAULT_PRIORITY, canonical_name, driver_class, prior_drivers
 from .drivers.base import Driver, DriverOptions, MountOptions
 from .errors import (
@@ -47,6 +46,7 @@ from .lockfile import LockFile, get_lockfile
 from .records import Container, IDMap, Image, Layer, clone
 
 if TYPE_CHECKING:
+    from .creation import ContainerOptions, ImageOptions, LayerOptions
     from .options import StoreOptions
 
 VERSION = "1.60.0-dev"
@@ -240,7 +240,10 @@ class Store:
                      mount_label: str = "", writeable: bool = True,
                      options: LayerOptions | None = None) -> Layer:
         """Create a layer with no diff applied (upstream CreateLayer)."""
-        options = options or LayerOptions()
+        if options is None:
+            from .creation import LayerOptions
+
+            options = LayerOptions()
         with self._locked(layers="w", containers="w"):
             return _copy(self._create_layer_locked(id, parent, list(names), mount_label, writeable, options))
 
@@ -336,7 +339,10 @@ class Store:
 
     def create_image(self, id: str | None = None, names: Sequence[str] = (), top_layer: str = "",
                      metadata: str = "", options: ImageOptions | None = None) -> Image:
-        options = options or ImageOptions()
+        if options is None:
+            from .creation import ImageOptions
+
+            options = ImageOptions()
         with self._locked(layers="r", images="w"):
             top_id = ""
             if top_layer:
@@ -498,7 +504,10 @@ class Store:
     def create_container(self, id: str | None = None, names: Sequence[str] = (), image: str = "",
                          layer: str = "", metadata: str = "",
                          options: ContainerOptions | None = None) -> Container:
-        options = options or ContainerOptions()
+        if options is None:
+            from .creation import ContainerOptions
+
+            options = ContainerOptions()
         with self._locked(layers="w", images="w", containers="w"):
             cs = self.container_store
             top = ""
@@ -519,7 +528,7 @@ class Store:
             uidmap, gidmap = self._resolve_maps(options.id_mapping, self.uidmap, self.gidmap)
             rw_layer = self._create_layer_locked(
                 layer or None, top or None, [], options.mount_label, True,
-                LayerOptions(id_mapping=options.id_mapping, volatile=volatile),
+                _layer_options(id_mapping=options.id_mapping, volatile=volatile),
                 storage_opt=options.storage_opt)
             flags: dict[str, Any] = {"MountLabel": options.mount_label, "ProcessLabel": options.process_label}
             flags.update(options.flags)
@@ -738,11 +747,15 @@ class Store:
             layer, container = self._layer_for_mount(ref)
             if layer.read_only:
                 raise StoreIsReadOnly("mounting read/only store images is not allowed")
-            opts = MountOptions(mount_label=mount_label or layer.mount_label, options=list(options))
-            if container is not None:
-                opts.options += [str(o) for o in container.flags.get("MountOpts") or ()]
-                opts.volatile = container.volatile and not self.options.disable_volatile
-                opts.uidmap, opts.gidmap = container.uidmap, container.gidmap
+            label = mount_label or layer.mount_label
+            if container is None:
+                opts = MountOptions(mount_label=label, options=list(options))
+            else:
+                opts = MountOptions(
+                    mount_label=label,
+                    options=[*options, *(str(o) for o in container.flags.get("MountOpts") or ())],
+                    uidmap=container.uidmap, gidmap=container.gidmap,
+                    volatile=container.volatile and not self.options.disable_volatile)
             return self.layer_store.mount(layer, opts)
 
     def unmount(self, ref: str, force: bool = False) -> bool:
@@ -820,6 +833,12 @@ def _tree_size(path: str) -> int:
             except OSError:
                 pass
     return total
+
+
+def _layer_options(**kwargs: Any) -> LayerOptions:
+    from .creation import LayerOptions
+
+    return LayerOptions(**kwargs)
 
 
 def open_store(options: StoreOptions | None = None) -> Store:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import ClassVar
-
-import msgspec
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, NamedTuple
 
 from ..records import IDMap
 
+# Plain named tuples: drivers only read these, and dataclasses would cost
+# CLI start-up time for no benefit.
 
-class Capabilities(msgspec.Struct, frozen=True):
+
+class Capabilities(NamedTuple):
     """What a driver can do, declared instead of probed with ``hasattr``."""
 
     # Shifts uid/gid at mount time (idmapped mounts): layers then record no maps.
@@ -29,31 +31,31 @@ class Capabilities(msgspec.Struct, frozen=True):
     copy_on_write: bool = False
 
 
-class DriverOptions(msgspec.Struct):
+class DriverOptions(NamedTuple):
     """Everything a driver needs at init, already parsed from storage options."""
 
     home: str  # <graphroot>/<name>
     run_home: str  # <runroot>/<name>
-    options: list[str] = []  # raw "<drv>.key=value" strings
-    uidmap: list[IDMap] = []
-    gidmap: list[IDMap] = []
+    options: Sequence[str] = ()  # raw "<drv>.key=value" strings
+    uidmap: Sequence[IDMap] = ()
+    gidmap: Sequence[IDMap] = ()
 
 
-class CreateOptions(msgspec.Struct):
+class CreateOptions(NamedTuple):
     """Per-layer creation options."""
 
     mount_label: str = ""
-    uidmap: list[IDMap] = []
-    gidmap: list[IDMap] = []
-    storage_opt: dict[str, str] = {}
+    uidmap: Sequence[IDMap] = ()
+    gidmap: Sequence[IDMap] = ()
+    storage_opt: Mapping[str, str] = {}
     read_only: bool = False  # an image layer (not writeable)
 
 
-class MountOptions(msgspec.Struct):
+class MountOptions(NamedTuple):
     mount_label: str = ""
-    options: list[str] = []  # e.g. ["ro"], ["nodev"]
-    uidmap: list[IDMap] = []
-    gidmap: list[IDMap] = []
+    options: Sequence[str] = ()  # e.g. ["ro"], ["nodev"]
+    uidmap: Sequence[IDMap] = ()
+    gidmap: Sequence[IDMap] = ()
     volatile: bool = False
 
 
