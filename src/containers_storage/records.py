@@ -17,13 +17,15 @@ read-only...) sits in extra slots that are never encoded.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 from .errors import CorruptMetadata, InvalidDigest, goquote
+
+if TYPE_CHECKING:
+    import datetime as _dt
 
 # --------------------------------------------------------------------------
 # Go-compatible JSON encoding
@@ -79,7 +81,28 @@ def sorted_map(mapping: dict[str, Any]) -> dict[str, Any]:
 _TIME_RE = re.compile(
     r"^(\d{4,})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)$"
 )
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (no datetime import at start-up)."""
+    year -= month <= 2
+    era = (year if year >= 0 else year - 399) // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    days += 719468
+    era = (days if days >= 0 else days - 146096) // 146097
+    doe = days - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + (3 if mp < 10 else -9)
+    return yoe + era * 400 + (month <= 2), month, day
 
 
 class Timestamp:
@@ -132,10 +155,8 @@ class Timestamp:
         else:
             sign = -1 if zone[0] == "-" else 1
             offset = sign * (int(zone[1:3]) * 60 + int(zone[4:6]))
-        local = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(sec),
-                             tzinfo=_dt.UTC)
-        delta = local - _EPOCH
-        seconds = delta.days * 86400 + delta.seconds - offset * 60
+        days = _days_from_civil(int(year), int(month), int(day))
+        seconds = days * 86400 + int(hour) * 3600 + int(minute) * 60 + int(sec) - offset * 60
         return seconds, int((frac or "0").ljust(9, "0")), offset
 
     def _get_parts(self) -> tuple[int, int, int]:
@@ -165,10 +186,11 @@ class Timestamp:
 
     def _format(self) -> str:
         seconds, nanos, offset_minutes = self._get_parts()
-        local = _EPOCH + _dt.timedelta(seconds=seconds + offset_minutes * 60)
-        text = local.strftime("%Y-%m-%dT%H:%M:%S")
-        if local.year < 1000:
-            text = f"{local.year:04d}" + text[text.index("-"):]
+        days, rest = divmod(seconds + offset_minutes * 60, 86400)
+        year, month, day = _civil_from_days(days)
+        hour, rest = divmod(rest, 3600)
+        minute, sec = divmod(rest, 60)
+        text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{sec:02d}"
         if nanos:
             text += "." + f"{nanos:09d}".rstrip("0")
         if offset_minutes == 0:
@@ -178,9 +200,12 @@ class Timestamp:
         return f"{text}{sign}{hours:02d}:{minutes:02d}"
 
     def to_datetime(self) -> _dt.datetime:
+        import datetime as _dt
+
         seconds, nanos, offset_minutes = self._get_parts()
         tz = _dt.timezone(_dt.timedelta(minutes=offset_minutes))
-        return (_EPOCH + _dt.timedelta(seconds=seconds, microseconds=nanos // 1000)).astimezone(tz)
+        epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+        return (epoch + _dt.timedelta(seconds=seconds, microseconds=nanos // 1000)).astimezone(tz)
 
     @property
     def unix_nanos(self) -> int:
@@ -314,20 +339,24 @@ def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runt
     copy = ["def _copy(self):", "    n = _new(type(self))"]
     for attr, key, kind in fields:
         load.append(f"    v = g({key!r})")
+        # Absent keys (None) are the common case: test for them inline, call
+        # a helper only for values of the wrong type.
         if kind in (_STR, _STR_ALWAYS):
-            load.append(f"    r.{attr} = v if type(v) is str else _str_or_fail({key!r}, v)")
+            empty = f'_fail({key!r}, v)' if attr == "id" else '""'
+            load.append(f"    r.{attr} = v if type(v) is str else {empty} if v is None else _fail({key!r}, v)")
         elif kind == _TIME:
-            load.append(f"    r.{attr} = v if type(v) is str else _time_or_fail({key!r}, v)")
+            load.append(f"    r.{attr} = v if type(v) is str else _ZERO if v is None else _fail({key!r}, v)")
         elif kind == _INT:
-            load.append(f"    r.{attr} = v if type(v) is int else _int_or_fail({key!r}, v)")
+            load.append(f"    r.{attr} = v if type(v) is int else 0 if v is None else _int_or_fail({key!r}, v)")
         elif kind == _STRS:
-            load.append(f"    r.{attr} = [*v] if type(v) is list else _list_or_fail({key!r}, v)")
+            load.append(f"    r.{attr} = [] if v is None else [*v] if type(v) is list else _fail({key!r}, v)")
         elif kind == _INTS:
-            load.append(f"    r.{attr} = [int(x) for x in v] if type(v) is list else _list_or_fail({key!r}, v)")
+            load.append(f"    r.{attr} = [] if v is None else [int(x) for x in v] if type(v) is list "
+                        f"else _fail({key!r}, v)")
         elif kind == _MAP:
-            load.append(f"    r.{attr} = dict(v) if type(v) is dict else _map_or_fail({key!r}, v)")
+            load.append(f"    r.{attr} = {{}} if v is None else dict(v) if type(v) is dict else _fail({key!r}, v)")
         elif kind == _IDMAPS:
-            load.append(f"    r.{attr} = _idmaps(v) if type(v) is list else _list_or_fail({key!r}, v)")
+            load.append(f"    r.{attr} = [] if v is None else _idmaps(v) if type(v) is list else _fail({key!r}, v)")
         if kind in (_STR_ALWAYS, _TIME):
             dump.append(f"    out[{key!r}] = self.{attr}")
         elif kind == _MAP:
@@ -345,8 +374,7 @@ def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runt
     copy.append("    return n")
     namespace: dict[str, Any] = {
         "_new": object.__new__, "_idmaps": _idmaps, "_sorted_map": sorted_map, "_defaults": cls._RUNTIME,
-        "_str_or_fail": _str_or_fail, "_time_or_fail": _time_or_fail, "_int_or_fail": _int_or_fail,
-        "_list_or_fail": _list_or_fail, "_map_or_fail": _map_or_fail,
+        "_fail": _fail, "_int_or_fail": _int_or_fail, "_ZERO": Timestamp.ZERO_TEXT,
     }
     exec("\n".join(load + dump + copy), namespace)
     cls.from_json = classmethod(namespace["from_json"])  # type: ignore[attr-defined]
@@ -354,39 +382,13 @@ def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runt
     cls._copy = namespace["_copy"]  # type: ignore[attr-defined]
 
 
-def _str_or_fail(key: str, value: Any) -> str:
-    if value is None:
-        return "" if key != "id" else _fail(key, value)
-    raise _bad(key, value)
-
-
-def _fail(key: str, value: Any) -> str:
-    raise _bad(key, value)
-
-
-def _time_or_fail(key: str, value: Any) -> str:
-    if value is None:
-        return Timestamp.ZERO_TEXT
+def _fail(key: str, value: Any) -> Any:
     raise _bad(key, value)
 
 
 def _int_or_fail(key: str, value: Any) -> int:
-    if value is None:
-        return 0
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    raise _bad(key, value)
-
-
-def _list_or_fail(key: str, value: Any) -> list[Any]:
-    if value is None:
-        return []
-    raise _bad(key, value)
-
-
-def _map_or_fail(key: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
     raise _bad(key, value)
 
 

@@ -160,3 +160,13 @@ def test_runtime_state_is_never_encoded_and_survives_clone() -> None:
     copy.mount_count = 3
     copy.names = ["other"]
     assert (copy.mount_point, layer.mount_count, layer.names) == ("/m", 2, ["n"])
+
+
+@given(st.integers(min_value=-62135596800, max_value=253402300799))
+def test_time_format_agrees_with_datetime(seconds: int) -> None:
+    import datetime
+
+    d = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(seconds=seconds)
+    expected = f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
+    assert Timestamp(seconds).format() == expected
+    assert Timestamp.parse(expected).seconds == seconds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import StorageError
@@ -85,11 +84,13 @@ layers = Action(_layers, (
 _STEP = 2  # columns per level
 
 
-@dataclass(slots=True)
 class _Node:
-    left: str  # parent ID or "(base)"
-    right: str  # layer ID
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("left", "notes", "right")
+
+    def __init__(self, left: str, right: str, notes: list[str] | None = None) -> None:
+        self.left = left  # parent ID or "(base)"
+        self.right = right  # layer ID
+        self.notes: list[str] = notes if notes is not None else []
 
 
 def _select_root(nodes: list[_Node]) -> str:
