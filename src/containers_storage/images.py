@@ -29,7 +29,7 @@ class ImageStore(RecordStore[Image]):
         self.by_digest: dict[str, list[Image]] = {}
 
     def _on_load_record(self, record: Image, location: str) -> None:
-        record.recompute_digests()
+        # Image.from_json already computed the digest list.
         if self.read_only:
             record.read_only = True
 

@@ -71,8 +71,14 @@ def go_escape(data: bytes) -> bytes:
 
 
 def sorted_map(mapping: dict[str, Any]) -> dict[str, Any]:
-    """Return *mapping* with keys in byte order, as Go writes maps."""
-    return {k: mapping[k] for k in sorted(mapping, key=lambda k: k.encode("utf-8", "surrogatepass"))}
+    """Return *mapping* with keys in byte order, as Go writes maps.
+
+    Code-point order of Python strings is the byte order of their UTF-8
+    encoding, so a plain sort is Go's order.
+    """
+    if len(mapping) < 2:
+        return mapping
+    return {k: mapping[k] for k in sorted(mapping)}
 
 
 # --------------------------------------------------------------------------
@@ -231,14 +237,20 @@ _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
+_SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
+_HEX_RE = re.compile(r"[a-f0-9]+")
+
+
 def validate_digest(digest: str) -> str:
     """Check *digest* against the OCI grammar (and hex length for known algorithms)."""
+    if _SHA256_RE.fullmatch(digest):
+        return digest  # the usual case, checked in one step
     if not _DIGEST_RE.match(digest):
         raise InvalidDigest(sentinel="invalid checksum digest format")
     algorithm, _, encoded = digest.partition(":")
     expected = _HEX_LENGTHS.get(algorithm)
     if expected is not None:
-        if len(encoded) != expected or not re.fullmatch(r"[a-f0-9]+", encoded):
+        if len(encoded) != expected or not _HEX_RE.fullmatch(encoded):
             raise InvalidDigest(sentinel="invalid checksum digest length" if len(encoded) != expected
                                 else "invalid checksum digest format")
     elif algorithm not in _HEX_LENGTHS:
@@ -538,12 +550,15 @@ class Image(_Record):
         digests: list[str] = []
         if self.digest:
             digests.append(validate_digest(self.digest))
-        keys = [k for k in self.big_data_names if k.startswith("manifest")]
-        keys.sort(key=lambda k: k != "manifest")
-        for key in keys:
-            digest = self.big_data_digests.get(key)
-            if digest and digest not in digests:
-                digests.append(validate_digest(digest))
+        names = self.big_data_names
+        if names:
+            known = self.big_data_digests
+            ordered = ["manifest"] if "manifest" in known else []
+            ordered += [k for k in names if k != "manifest" and k.startswith("manifest")]
+            for key in ordered:
+                digest = known.get(key)
+                if digest and digest not in digests:
+                    digests.append(validate_digest(digest))
         if not self.digest and digests:
             self.digest = digests[0]
         self.digests = digests
