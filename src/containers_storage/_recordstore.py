@@ -89,7 +89,8 @@ class RecordStore(Generic[R]):
         self.lock: LockFile = get_lockfile(lock_path, read_only=read_only)
         self.records: list[R] = []
         self.by_id: dict[str, R] = {}
-        self.by_name: dict[str, R] = {}
+        self._by_name: dict[str, R] = {}
+        self._stale_indexes = False
         self._loaded = False
 
     # ---------------------------------------------------------------- locking
@@ -165,7 +166,24 @@ class RecordStore(Generic[R]):
         return changed
 
     def _rebuild_indexes(self) -> None:
-        self.by_name = {name: r for r in self.records for name in r.names}
+        """Mark the derived indexes stale; they are rebuilt on first use.
+
+        A listing never looks anything up, so it never pays for them.
+        """
+        self._stale_indexes = True
+
+    def _ensure_indexes(self) -> None:
+        if self._stale_indexes:
+            self._stale_indexes = False
+            self._build_indexes()
+
+    def _build_indexes(self) -> None:
+        self._by_name = {name: r for r in self.records for name in r.names}
+
+    @property
+    def by_name(self) -> dict[str, R]:
+        self._ensure_indexes()
+        return self._by_name
 
     def location_of(self, record: R) -> str:
         return self.files[0].location

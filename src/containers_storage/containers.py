@@ -29,7 +29,7 @@ class ContainerStore(RecordStore[Container]):
         if transient:
             files = files[1:]
         super().__init__(directory, os.path.join(meta_dir, "containers.lock"), files, durable=durable)
-        self.by_layer: dict[str, Container] = {}
+        self._by_layer: dict[str, Container] = {}
 
     def _on_load_record(self, record: Container, location: str) -> None:
         if location == VOLATILE:
@@ -38,9 +38,14 @@ class ContainerStore(RecordStore[Container]):
     def location_of(self, record: Container) -> str:
         return VOLATILE if record.volatile_file or self.transient else STABLE
 
-    def _rebuild_indexes(self) -> None:
-        super()._rebuild_indexes()
-        self.by_layer = {c.layer: c for c in self.records if c.layer}
+    def _build_indexes(self) -> None:
+        super()._build_indexes()
+        self._by_layer = {c.layer: c for c in self.records if c.layer}
+
+    @property
+    def by_layer(self) -> dict[str, Container]:
+        self._ensure_indexes()
+        return self._by_layer
 
     def get(self, ref: str) -> Container | None:
         found = self.by_id.get(ref) or self.by_name.get(ref) or self.by_layer.get(ref)

@@ -26,20 +26,25 @@ class ImageStore(RecordStore[Image]):
         super().__init__(directory, os.path.join(directory, "images.lock"),
                          [RecordFile(os.path.join(directory, "images.json"), STABLE)],
                          read_only=read_only, durable=durable)
-        self.by_digest: dict[str, list[Image]] = {}
+        self._by_digest: dict[str, list[Image]] = {}
 
     def _on_load_record(self, record: Image, location: str) -> None:
         # Image.from_json already computed the digest list.
         if self.read_only:
             record.read_only = True
 
-    def _rebuild_indexes(self) -> None:
-        super()._rebuild_indexes()
+    @property
+    def by_digest(self) -> dict[str, list[Image]]:
+        self._ensure_indexes()
+        return self._by_digest
+
+    def _build_indexes(self) -> None:
+        super()._build_indexes()
         by_digest: dict[str, list[Image]] = {}
         for image in self.records:
             for digest in image.digests:
                 by_digest.setdefault(digest, []).append(image)
-        self.by_digest = by_digest
+        self._by_digest = by_digest
 
     def require(self, ref: str) -> Image:
         image = self.get(ref)

@@ -51,8 +51,8 @@ class LayerStore(RecordStore[Layer]):
         ]
         self.driver = driver
         self.run_dir = run_dir
-        self.by_compressed: dict[str, list[Layer]] = {}
-        self.by_uncompressed: dict[str, list[Layer]] = {}
+        self._by_compressed: dict[str, list[Layer]] = {}
+        self._by_uncompressed: dict[str, list[Layer]] = {}
         super().__init__(directory, os.path.join(directory, "layers.lock"), files,
                          read_only=read_only, durable=durable)
         if not read_only:
@@ -73,8 +73,8 @@ class LayerStore(RecordStore[Layer]):
     def location_of(self, record: Layer) -> str:
         return VOLATILE if record.volatile else STABLE
 
-    def _rebuild_indexes(self) -> None:
-        super()._rebuild_indexes()
+    def _build_indexes(self) -> None:
+        super()._build_indexes()
         by_c: dict[str, list[Layer]] = {}
         by_u: dict[str, list[Layer]] = {}
         for layer in self.records:
@@ -82,8 +82,8 @@ class LayerStore(RecordStore[Layer]):
                 by_c.setdefault(layer.compressed_digest, []).append(layer)
             if layer.uncompressed_digest:
                 by_u.setdefault(layer.uncompressed_digest, []).append(layer)
-        self.by_compressed = by_c
-        self.by_uncompressed = by_u
+        self._by_compressed = by_c
+        self._by_uncompressed = by_u
 
     def load(self) -> None:
         super().load()
@@ -202,7 +202,8 @@ class LayerStore(RecordStore[Layer]):
 
     def by_digest(self, digest: str, compressed: bool) -> list[Layer]:
         validate_digest(digest)
-        found = (self.by_compressed if compressed else self.by_uncompressed).get(digest)
+        self._ensure_indexes()
+        found = (self._by_compressed if compressed else self._by_uncompressed).get(digest)
         if not found:
             raise LayerUnknown()
         return list(found)
