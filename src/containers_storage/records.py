@@ -344,7 +344,8 @@ def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runt
     """Attach ``from_json``, ``to_json`` and ``_copy`` built from *fields* to *cls*.
 
     Generated straight-line code is several times faster than a loop over the
-    table, and these run once per record on every listing.
+    table, and these run once per record on every listing.  ``from_json``
+    takes ownership of the lists and dicts in *obj* (fresh from the parser).
     """
     load = ["def from_json(cls, obj):", "    g = obj.get", "    r = _new(cls)"]
     dump = ["def to_json(self):", "    out = {}"]
@@ -361,18 +362,18 @@ def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runt
         elif kind == _INT:
             load.append(f"    r.{attr} = v if type(v) is int else 0 if v is None else _int_or_fail({key!r}, v)")
         elif kind == _STRS:
-            load.append(f"    r.{attr} = [] if v is None else [*v] if type(v) is list else _fail({key!r}, v)")
+            load.append(f"    r.{attr} = [] if v is None else v if type(v) is list else _fail({key!r}, v)")
         elif kind == _INTS:
-            load.append(f"    r.{attr} = [] if v is None else [int(x) for x in v] if type(v) is list "
-                        f"else _fail({key!r}, v)")
+            load.append(f"    r.{attr} = [] if v is None else v if type(v) is list else _fail({key!r}, v)")
         elif kind == _MAP:
-            load.append(f"    r.{attr} = {{}} if v is None else dict(v) if type(v) is dict else _fail({key!r}, v)")
+            load.append(f"    r.{attr} = {{}} if v is None else v if type(v) is dict else _fail({key!r}, v)")
         elif kind == _IDMAPS:
             load.append(f"    r.{attr} = [] if v is None else _idmaps(v) if type(v) is list else _fail({key!r}, v)")
         if kind in (_STR_ALWAYS, _TIME):
             dump.append(f"    out[{key!r}] = self.{attr}")
         elif kind == _MAP:
-            dump.append(f"    if self.{attr}: out[{key!r}] = _sorted_map(self.{attr})")
+            dump.append(f"    v = self.{attr}")
+            dump.append(f"    if v: out[{key!r}] = v if len(v) == 1 else _sorted_map(v)")
         elif kind == _IDMAPS:
             dump.append(f"    if self.{attr}: out[{key!r}] = [m.to_json() for m in self.{attr}]")
         else:
