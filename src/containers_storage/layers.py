@@ -18,6 +18,7 @@ from .drivers.base import CreateOptions, Driver, MountOptions
 from .errors import (
     CorruptMetadata,
     DuplicateID,
+    DuplicateName,
     ItemNotFound,
     LayerNotMounted,
     LayerUnknown,
@@ -187,6 +188,10 @@ class LayerStore(RecordStore[Layer]):
                     self._load_mounts()
 
     # --------------------------------------------------------------- queries
+
+    def duplicate_name_error(self, name: str, owner_id: str) -> DuplicateName:
+        # Upstream's layer store returns the bare sentinel (images and containers say more).
+        return DuplicateName()
 
     def require(self, ref: str) -> Layer:
         layer = self.get(ref)
