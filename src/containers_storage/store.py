@@ -777,7 +777,12 @@ class Store:
             return self.layer_store.mounted_count(layer)
 
     def shutdown(self, force: bool = False) -> list[str]:
-        """Unmount (with *force*) and release the driver; refuses while layers are mounted."""
+        """Unmount (with *force*) and release the driver; refuses while layers are mounted.
+
+        1.43's forced shutdown loops forever (it re-reads a mount count that its
+        unmount never lowers); HEAD means "unmount every layer, then shut down",
+        which is what this does: each layer's count is driven to zero once.
+        """
         with self._locked(graph=True, layers="w"):
             ls = self.layer_store
             mounted = [layer for layer in ls.records if layer.mount_count > 0]
