@@ -222,6 +222,48 @@ class LayerMounted(LayerUsedByContainer):
     """Shutdown refused: a layer is mounted (upstream wraps ErrLayerUsedByContainer)."""
 
 
+class ArchiveError(StorageError, ValueError):
+    """A layer's tar stream is broken, hostile or unsupported; ``context`` names the entry."""
+
+    sentinel = "invalid archive"
+
+
+class InvalidTarHeader(ArchiveError):
+    sentinel = "invalid tar header"
+
+
+class UnexpectedEOF(ArchiveError):
+    sentinel = "unexpected EOF"
+
+
+class DuplicatePath(ArchiveError):
+    sentinel = "duplicates of file paths not supported"
+
+
+class Breakout(ArchiveError):
+    """An entry would be written (or a link would point) outside the layer."""
+
+    sentinel = "breakout"
+
+
+class UnsupportedEntry(ArchiveError):
+    sentinel = "unhandled tar header type"
+
+
+class CorruptCompressedStream(ArchiveError):
+    sentinel = "corrupt compressed stream"
+
+
+class UnsupportedCompression(StorageError, ValueError):
+    sentinel = "unsupported compression format"
+
+
+class ChecksumMismatch(StorageError):
+    """Reassembling a layer's tar found a file whose contents changed (tar-split CRC-64)."""
+
+    sentinel = "file integrity checksum failed"
+
+
 def plain(message: str, cls: type[StorageError] = StorageError) -> StorageError:
     """An error whose whole text is *message* (upstream's fmt.Errorf without a sentinel)."""
     return cls(sentinel=message)
