@@ -232,6 +232,72 @@ class DriverConformance:
         assert os.listdir(mnt) == []
         driver.unmount("grandchild")
 
+    # -- staged creation (extraction happens before the layer exists)
+
+    def test_staged_child_commits_into_a_layer(self, driver: Driver) -> None:
+        base = self.new(driver, "base")
+        Path(base, "kept").write_text("from base")
+        os.chmod(base, 0o751)
+        staging = driver.stage("base", CreateOptions())
+        assert os.path.isdir(staging.root)
+        assert not driver.exists("staged")
+        Path(staging.root, "added").write_text("staged")
+        assert "staging" not in driver.list_layers()
+        driver.commit_staged("staged", "base", CreateOptions(), staging)
+        assert not os.path.exists(staging.holder)
+        assert driver.exists("staged") and "staged" in driver.list_layers()
+        mnt = driver.mount("staged", MountOptions())
+        try:
+            assert Path(mnt, "added").read_text() == "staged"
+            assert Path(mnt, "kept").read_text() == "from base"
+            assert stat.S_IMODE(os.stat(mnt).st_mode) == 0o751
+        finally:
+            driver.unmount("staged")
+
+    def test_staged_base_layer_root_is_0555(self, driver: Driver) -> None:
+        staging = driver.stage(None, CreateOptions())
+        driver.commit_staged("base", None, CreateOptions(), staging)
+        assert stat.S_IMODE(os.stat(driver.layer_dir("base")).st_mode) == 0o555
+
+    def test_stale_staging_is_cleaned_but_live_staging_is_kept(self, driver: Driver) -> None:
+        live = driver.stage(None, CreateOptions())
+        dead = driver.stage(None, CreateOptions())
+        # What a crash leaves: the directory with nobody holding its lock.
+        from containers_storage.drivers import base as driver_base
+
+        os.close(dead.lock_fd)
+        driver_base._LIVE_STAGING.discard(dead.holder)
+        removed = driver.clean_stale_staging()
+        assert removed == [dead.holder]
+        assert os.path.isdir(live.holder)
+        driver.discard_staged(live)
+        assert not os.path.exists(live.holder)
+
+    def test_staging_held_by_another_process_is_kept(self, driver: Driver) -> None:
+        import subprocess
+        import sys
+
+        code = (
+            "import sys\n"
+            "from containers_storage.drivers import driver_class\n"
+            "from containers_storage.drivers.base import CreateOptions, DriverOptions\n"
+            f"d = driver_class({self.driver_name!r})(DriverOptions(home={driver.home!r}, "
+            f"run_home={driver.run_home!r}))\n"
+            "s = d.stage(None, CreateOptions())\n"
+            "print(s.holder, flush=True)\n"
+            "sys.stdin.readline()\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+        try:
+            assert proc.stdout is not None
+            holder = proc.stdout.readline().strip()
+            assert driver.clean_stale_staging() == []
+            assert os.path.isdir(holder)
+        finally:
+            proc.communicate("\n", timeout=30)
+        assert driver.clean_stale_staging() == [holder]
+
     def test_remove(self, driver: Driver) -> None:
         base = self.new(driver, "base")
         Path(base, "f").write_text("x")

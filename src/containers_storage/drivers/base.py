@@ -59,6 +59,22 @@ class MountOptions(NamedTuple):
     volatile: bool = False
 
 
+class Staging(NamedTuple):
+    """A directory prepared for extracting a new layer without holding the store's locks."""
+
+    holder: str  # <home>/staging/<random>: removed as a whole when done
+    root: str  # where the layer's files go (becomes the layer's content directory)
+    lock_fd: int  # fcntl lock on <holder>/staging.lock while in use (stale ones are cleaned)
+    whiteouts: str  # "overlay" (0/0 char devices, opaque xattrs) or "naive" (real deletions)
+    skip_root: bool  # overlay native ignores the archive's root entry
+
+
+STAGING_DIR = "staging"
+# Staging directories in use by this process: fcntl locks never conflict within
+# one process, so our own live extractions are recognised by name instead.
+_LIVE_STAGING: set[str] = set()
+
+
 class Driver(ABC):
     """Base class of every driver.  Subclasses set ``name`` and ``capabilities``."""
 
@@ -125,6 +141,68 @@ class Driver(ABC):
         """Where :meth:`mount` puts this layer (used to match unmount by path)."""
         return self.layer_dir(layer_id)
 
+    # -- staged creation: extract first, then commit quickly under the store's lock
+
+    @abstractmethod
+    def stage(self, parent: str | None, opts: CreateOptions) -> Staging:
+        """Prepare a staging directory holding what the new layer starts from."""
+
+    @abstractmethod
+    def commit_staged(self, layer_id: str, parent: str | None, opts: CreateOptions, staging: Staging) -> None:
+        """Turn *staging* into layer *layer_id* (called with the layers lock held)."""
+
+    def _new_staging(self, whiteouts: str, skip_root: bool) -> Staging:
+        from ..lockfile import try_lock_path
+
+        base = os.path.join(self.home, STAGING_DIR)
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        holder = tempfile_dir(base)
+        fd = try_lock_path(os.path.join(holder, "staging.lock"))
+        if fd is None:  # nobody else can know this fresh directory
+            raise OSError(f"cannot lock new staging directory {holder}")
+        _LIVE_STAGING.add(holder)
+        return Staging(holder, os.path.join(holder, "root"), fd, whiteouts, skip_root)
+
+    def discard_staged(self, staging: Staging) -> None:
+        """Remove a staging directory (after a commit or a failure)."""
+        from . import _fsutil
+
+        try:
+            _fsutil.rmtree(staging.holder)
+        finally:
+            _LIVE_STAGING.discard(staging.holder)
+            os.close(staging.lock_fd)
+
+    def clean_stale_staging(self) -> list[str]:
+        """Remove staging directories whose lock nobody holds (left by a crash)."""
+        from ..lockfile import try_lock_path
+        from . import _fsutil
+
+        base = os.path.join(self.home, STAGING_DIR)
+        removed: list[str] = []
+        try:
+            names = os.listdir(base)
+        except FileNotFoundError:
+            return removed
+        for name in names:
+            holder = os.path.join(base, name)
+            if holder in _LIVE_STAGING:
+                continue
+            fd = try_lock_path(os.path.join(holder, "staging.lock")) if os.path.isdir(holder) else None
+            if fd is None and os.path.isdir(holder):
+                continue  # in use by a live extraction
+            try:
+                _fsutil.rmtree(holder)
+                removed.append(holder)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        return removed
+
+    def lower_dirs(self, layer_id: str) -> list[str]:
+        """Content directories of the layer's ancestors, nearest first (copy-on-write drivers)."""
+        return []
+
     def diff_size(self, layer_id: str, parent: str | None) -> int:
         """Bytes the layer adds over *parent* (upstream's DiffSize without a tar).
 
@@ -169,3 +247,14 @@ def _same_entry(st: os.stat_result, path: str, parent_root: str, root: str) -> b
         old.st_mtime_ns % 10**9 == 0 or st.st_mtime_ns % 10**9 == 0 or old.st_mtime_ns == st.st_mtime_ns)
     return (old.st_mode == st.st_mode and old.st_uid == st.st_uid and old.st_gid == st.st_gid
             and old.st_rdev == st.st_rdev and old.st_size == st.st_size and same_mtime)
+
+
+def tempfile_dir(parent: str) -> str:
+    """A new private directory under *parent* with a random name."""
+    while True:
+        path = os.path.join(parent, os.urandom(8).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue

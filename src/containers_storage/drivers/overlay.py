@@ -35,7 +35,7 @@ from typing import ClassVar
 from ..errors import DriverError, LayerUnknown, MaxDepthExceeded, NotSupported
 from . import _fsutil
 from ._fsutil import mapped_root, parse_bool, parse_key_value
-from .base import Capabilities, CreateOptions, Driver, DriverOptions, MountOptions
+from .base import Capabilities, CreateOptions, Driver, DriverOptions, MountOptions, Staging
 
 LINK_DIR = "l"
 # HEAD's limit (1.43 had 128); also the kernel's OVL_MAX_STACK.
@@ -381,6 +381,35 @@ class OverlayDriver(Driver):
         except BaseException:
             self.remove(layer_id)
             raise
+
+    def stage(self, parent: str | None, opts: CreateOptions) -> Staging:
+        """An empty upper directory: overlay layers hold only their own changes."""
+        if parent and not os.path.isdir(self._dir(parent)):
+            raise LayerUnknown(f"overlay: parent {parent}")
+        staging = self._new_staging("overlay", skip_root=True)
+        os.mkdir(staging.root, 0o755)
+        return staging
+
+    def commit_staged(self, layer_id: str, parent: str | None, opts: CreateOptions, staging: Staging) -> None:
+        """Create the layer as usual, then swap the staged files in as its ``diff/``."""
+        self.create(layer_id, parent, opts)
+        try:
+            diff = os.path.join(self._home_dir(layer_id), "diff")
+            st = os.lstat(diff)
+            os.chown(staging.root, st.st_uid, st.st_gid)
+            os.chmod(staging.root, stat.S_IMODE(st.st_mode))
+            for name in os.listxattr(diff, follow_symlinks=False):
+                os.setxattr(staging.root, name, os.getxattr(diff, name, follow_symlinks=False),
+                            follow_symlinks=False)
+            os.rmdir(diff)
+            os.rename(staging.root, diff)
+        except BaseException:
+            self.remove(layer_id)
+            raise
+        self.discard_staged(staging)
+
+    def lower_dirs(self, layer_id: str) -> list[str]:
+        return [os.path.realpath(p) for p in self._lowers(self._dir(layer_id))]
 
     def _chown(self, path: str, uid: int, gid: int) -> None:
         try:

@@ -13,7 +13,7 @@ from typing import ClassVar
 from ..errors import DriverError, LayerUnknown
 from . import _fsutil
 from ._fsutil import mapped_root, parse_bool, parse_key_value
-from .base import Capabilities, CreateOptions, Driver, DriverOptions, MountOptions
+from .base import Capabilities, CreateOptions, Driver, DriverOptions, MountOptions, Staging
 
 _DEFAULT_ROOT_MODE = 0o555
 
@@ -71,6 +71,10 @@ class VfsDriver(Driver):
         target = self._home_dir(layer_id)
         # A leftover from a crashed create would make mkdir fail or leak old files.
         _fsutil.rmtree(target)
+        self._populate(target, parent, opts)
+
+    def _populate(self, target: str, parent: str | None, opts: CreateOptions) -> None:
+        """Make *target* a copy of the parent's tree, or an empty 0555 root."""
         if parent:
             parent_dir = self._dir(parent)
             if not os.path.isdir(parent_dir):
@@ -93,6 +97,24 @@ class VfsDriver(Driver):
                 raise
         # mkdir's mode is filtered by the umask; the layer root must be exactly 0555.
         os.chmod(target, _DEFAULT_ROOT_MODE)
+
+    def stage(self, parent: str | None, opts: CreateOptions) -> Staging:
+        """A full copy of the parent (or an empty root) to extract into, outside ``dir/``."""
+        if opts.storage_opt:
+            raise DriverError(sentinel="--storage-opt is not supported for vfs")
+        staging = self._new_staging("naive", skip_root=False)
+        try:
+            self._populate(staging.root, parent, opts)
+        except BaseException:
+            self.discard_staged(staging)
+            raise
+        return staging
+
+    def commit_staged(self, layer_id: str, parent: str | None, opts: CreateOptions, staging: Staging) -> None:
+        target = self._home_dir(layer_id)
+        _fsutil.rmtree(target)
+        os.rename(staging.root, target)
+        self.discard_staged(staging)
 
     def remove(self, layer_id: str) -> None:
         _fsutil.rmtree(self._home_dir(layer_id))
