@@ -1,0 +1,260 @@
+"""tar-split: the record that lets a layer's exact tar stream be rebuilt from its files.
+
+Format (upstream vbatts/tar-split ``storage.Entry``, see archive-and-diffs.md §6): a gzip
+stream of JSON objects, one per line, keys in the order ``type``, ``name``, ``name_raw``,
+``size``, ``payload``, ``position``. ``type`` 2 is a raw segment (headers, padding, the
+end marker and anything after it), ``type`` 1 a file entry whose payload is the CRC-64
+of the member's data (``null`` when its size is 0).
+
+* :class:`TarSplitWriter` writes that stream; :class:`TarReader` drives it while a tar
+  is parsed (``TarReader(stream, tarsplit=writer)``).
+* :func:`read_tarsplit` parses it back; :func:`reassemble` rebuilds the tar.
+
+Like upstream HEAD (tar-split v0.12) the reader never emits empty segments; 1.43's
+v0.11 also wrote the final zero-length read after the end of the stream as a last
+``"payload":""`` segment. Both forms are read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, BinaryIO, cast
+
+from isal import igzip
+
+from ..errors import ArchiveError, ChecksumMismatch, DuplicatePath, goquote
+from .tarreader import TarReader, crc64, go_clean
+
+__all__ = [
+    "FILE_TYPE",
+    "SEGMENT_TYPE",
+    "Entry",
+    "TarReader",
+    "TarSplitWriter",
+    "crc64",
+    "read_tarsplit",
+    "reassemble",
+]
+
+FILE_TYPE = 1
+SEGMENT_TYPE = 2
+
+_FLUSH_BYTES = 256 << 10
+_COPY_CHUNK = 1 << 20
+
+
+def _gzip_writer(out: BinaryIO) -> IO[bytes]:
+    # ISA-L's gzip at its fastest level (upstream uses pgzip BestSpeed; any gzip is accepted).
+    return cast(
+        IO[bytes],
+        igzip.GzipFile(  # type: ignore[no-untyped-call]
+            filename="", mode="wb", compresslevel=igzip._COMPRESS_LEVEL_FAST, fileobj=out, mtime=0
+        ),
+    )
+
+
+def _gzip_reader(f: BinaryIO) -> IO[bytes]:
+    return cast(IO[bytes], igzip.GzipFile(mode="rb", fileobj=f))  # type: ignore[no-untyped-call]
+
+
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _go_json_string(text: str) -> bytes:
+    """A JSON string as Go's encoding/json writes it (HTML-safe escaping, UTF-8 kept)."""
+    encoded = json.dumps(text, ensure_ascii=False)
+    if any(ch in encoded for ch in _GO_ESCAPES):
+        encoded = "".join(_GO_ESCAPES.get(ch, ch) for ch in encoded)
+    return encoded.encode("utf-8")
+
+
+def _valid_name(raw: bytes) -> str | None:
+    """The name as text if upstream stores it in ``name`` (valid UTF-8 without U+FFFD)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\ufffd" in text else text
+
+
+class TarSplitWriter:
+    """Writes a tar-split stream (gzip NDJSON) to *out*; :meth:`close` finishes the gzip.
+
+    ``out`` is not closed. Usually driven by :class:`TarReader`; entries can also be
+    added by hand with :meth:`add_segment` and :meth:`add_file`.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._gz = _gzip_writer(out)
+        self._lines: list[bytes] = []
+        self._pending = 0
+        self._position = 0
+        self._closed = False
+
+    @property
+    def entries(self) -> int:
+        """Number of entries written so far (the next entry's position)."""
+        return self._position
+
+    def add_segment(self, payload: bytes) -> None:
+        """Record raw tar bytes (written even when empty, which the reader never asks for)."""
+        encoded = base64.b64encode(payload)
+        self._emit(b'{"type":2,"payload":"%s","position":%d}\n' % (encoded, self._position))
+
+    def add_file(self, name: bytes, size: int, crc: int | None) -> None:
+        """Record a member: its raw name, header size and CRC-64 of its data (None if size 0)."""
+        parts = [b'{"type":1']
+        text = _valid_name(name)
+        if text is not None:
+            if text:
+                parts.append(b',"name":' + _go_json_string(text))
+        elif name:
+            parts.append(b',"name_raw":"' + base64.b64encode(name) + b'"')
+        if size:
+            parts.append(b',"size":%d' % size)
+        if crc is None:
+            parts.append(b',"payload":null')
+        else:
+            parts.append(b',"payload":"' + base64.b64encode(crc.to_bytes(8, "big")) + b'"')
+        parts.append(b',"position":%d}\n' % self._position)
+        self._emit(b"".join(parts))
+
+    def _emit(self, line: bytes) -> None:
+        if self._closed:
+            raise ValueError("tar-split writer is closed")
+        self._lines.append(line)
+        self._pending += len(line)
+        self._position += 1
+        if self._pending >= _FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._lines:
+            self._gz.write(b"".join(self._lines))
+            self._lines = []
+            self._pending = 0
+
+    def close(self) -> None:
+        """Write buffered entries and the gzip trailer (idempotent)."""
+        if not self._closed:
+            self._flush()
+            self._gz.close()
+            self._closed = True
+
+    def __enter__(self) -> TarSplitWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@dataclass(slots=True)
+class Entry:
+    """One tar-split record. ``name`` is text (raw names decoded with surrogateescape)."""
+
+    type: int
+    name: str = ""
+    raw_name: bytes | None = None
+    size: int = 0
+    payload: bytes | None = None
+    position: int = 0
+
+
+def _parse_entry(line: bytes, lineno: int) -> Entry:
+    obj = json.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    kind = obj.get("type", 0)
+    name = obj.get("name") or ""
+    name_raw = obj.get("name_raw")
+    size = obj.get("size") or 0
+    payload = obj.get("payload")
+    position = obj.get("position") or 0
+    if (
+        not isinstance(kind, int)
+        or not isinstance(name, str)
+        or not isinstance(size, int)
+        or not isinstance(position, int)
+    ):
+        raise ValueError("wrongly typed field")
+    raw_name = None
+    if name_raw:
+        if not isinstance(name_raw, str):
+            raise ValueError("name_raw is not a string")
+        raw_name = base64.b64decode(name_raw, validate=True)
+        name = raw_name.decode("utf-8", "surrogateescape")
+    data = None
+    if payload is not None:
+        if not isinstance(payload, str):
+            raise ValueError("payload is not a string")
+        data = base64.b64decode(payload, validate=True)
+    return Entry(kind, name, raw_name, size, data, position)
+
+
+def read_tarsplit(f: BinaryIO) -> Iterator[Entry]:
+    """Parse a tar-split stream (gzip NDJSON), rejecting duplicate file names like upstream.
+
+    A last line that is not valid JSON ends the stream (upstream's unpacker does the same).
+    """
+    seen: set[bytes] = set()
+    with _gzip_reader(f) as gz:
+        lineno = 0
+        for line in gz:
+            lineno += 1
+            try:
+                entry = _parse_entry(line, lineno)
+            except (ValueError, UnicodeDecodeError) as exc:
+                if not line.endswith(b"\n"):
+                    return  # an unterminated, unparsable tail is taken as EOF
+                raise ArchiveError(
+                    f"tar-split line {lineno}: {exc}", sentinel="invalid tar-split data"
+                ) from exc
+            if entry.type == FILE_TYPE:
+                raw = (
+                    entry.raw_name
+                    if entry.raw_name is not None
+                    else entry.name.encode("utf-8", "surrogateescape")
+                )
+                key = go_clean(raw)
+                if key in seen:
+                    raise DuplicatePath(f"tar-split entry {entry.name!r}")
+                seen.add(key)
+            yield entry
+
+
+def reassemble(tarsplit: BinaryIO, open_file: Callable[[str], BinaryIO]) -> Iterator[bytes]:
+    """Rebuild the original tar stream, chunk by chunk, from tar-split and the layer's files.
+
+    ``open_file(name)`` opens a member's content by its name as stored (e.g. ``./dir/f``).
+    Each file's CRC-64 is checked; a changed, short or long file raises
+    :class:`ChecksumMismatch` (``file integrity checksum failed for "<name>"``).
+    """
+    for entry in read_tarsplit(tarsplit):
+        if entry.type == SEGMENT_TYPE:
+            if entry.payload:
+                yield entry.payload
+            continue
+        if entry.type != FILE_TYPE or entry.size <= 0:
+            continue
+        name = entry.name
+        crc = 0
+        left = entry.size
+        with open_file(name) as fh:
+            while True:
+                chunk = fh.read(min(_COPY_CHUNK, left) if left > 0 else 1)
+                if not chunk:
+                    break
+                if len(chunk) > left:  # longer than recorded: it changed
+                    left = -1
+                    break
+                crc = crc64(chunk, crc)
+                left -= len(chunk)
+                yield chunk
+        if left != 0 or entry.payload is None or crc.to_bytes(8, "big") != entry.payload:
+            raise ChecksumMismatch(sentinel=f"file integrity checksum failed for {goquote(name)}")
