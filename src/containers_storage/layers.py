@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import _log, atomicio
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
-from .drivers.base import CreateOptions, Driver, MountOptions
+from .drivers.base import CreateOptions, Driver, MountOptions, Staging
 from .errors import (
     CorruptMetadata,
     DuplicateID,
@@ -30,6 +30,7 @@ from .records import IDMap, Layer, go_json, json_loads, now_text, validate_diges
 
 if TYPE_CHECKING:
     from .creation import LayerOptions
+    from .layerdata import Extracted
 
 STABLE = "stable"
 VOLATILE = "volatile"
@@ -217,8 +218,13 @@ class LayerStore(RecordStore[Layer]):
 
     def create(self, layer_id: str | None, parent: Layer | None, names: list[str], mount_label: str,
                writeable: bool, options: LayerOptions, uidmap: list[IDMap], gidmap: list[IDMap],
-               storage_opt: dict[str, str] | None = None) -> Layer:
-        """Create a layer record and its driver data (write lock held by caller)."""
+               storage_opt: dict[str, str] | None = None, staged: tuple[Staging, Extracted] | None = None,
+               ) -> Layer:
+        """Create a layer record and its driver data (write lock held by caller).
+
+        With *staged*, the driver data was already extracted into a staging
+        directory: it is renamed into place and the diff's digests recorded.
+        """
         if parent is not None and parent.id not in self.by_id:
             raise ParentUnknown()
         if layer_id and layer_id in self.by_id:
@@ -245,9 +251,14 @@ class LayerStore(RecordStore[Layer]):
         self.add(layer)
         self.save({self.location_of(layer)})
         try:
-            self.driver.create(layer.id, layer.parent or None, CreateOptions(
-                mount_label=mount_label, uidmap=layer.uidmap, gidmap=layer.gidmap,
-                storage_opt=dict(storage_opt or {}), read_only=not writeable))
+            create_opts = CreateOptions(mount_label=mount_label, uidmap=layer.uidmap, gidmap=layer.gidmap,
+                                        storage_opt=dict(storage_opt or {}), read_only=not writeable)
+            if staged is None:
+                self.driver.create(layer.id, layer.parent or None, create_opts)
+            else:
+                staging, extracted = staged
+                self.driver.commit_staged(layer.id, layer.parent or None, create_opts, staging)
+                self._record_diff(layer, extracted, options)
             for key, data in options.big_data.items():
                 self.write_bigdata(layer.id, key, data)
                 if key not in layer.big_data_names:
@@ -261,6 +272,30 @@ class LayerStore(RecordStore[Layer]):
         self._rebuild_indexes()
         self.save({self.location_of(layer)})
         return layer
+
+    def _record_diff(self, layer: Layer, extracted: Extracted, options: LayerOptions | None) -> None:
+        """Move the tar-split file into place and record what the applied diff was."""
+        os.replace(extracted.tarsplit_path, self.tar_split_path(layer.id))
+        layer.compression = extracted.compression
+        if options is not None and options.original_digest:
+            layer.compressed_digest = validate_digest(options.original_digest)
+            layer.compressed_size = options.original_size or 0
+        else:
+            layer.compressed_digest = extracted.compressed_digest
+            layer.compressed_size = extracted.compressed_size
+        if options is not None and options.uncompressed_digest:
+            layer.uncompressed_digest = validate_digest(options.uncompressed_digest)
+        else:
+            layer.uncompressed_digest = extracted.uncompressed_digest
+        layer.uncompressed_size = extracted.uncompressed_size
+        layer.uidset = sorted(set(extracted.uidset))
+        layer.gidset = sorted(set(extracted.gidset))
+        self._rebuild_indexes()
+
+    def record_applied_diff(self, layer: Layer, extracted: Extracted) -> None:
+        """After ApplyDiff on an existing layer: record the diff and save."""
+        self._record_diff(layer, extracted, None)
+        self.save({self.location_of(layer)})
 
     def delete(self, layer: Layer) -> None:
         """Delete *layer*: flag it incomplete first so a crash can't leave it half-there."""

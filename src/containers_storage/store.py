@@ -46,6 +46,9 @@ from .lockfile import LockFile, get_lockfile
 from .records import Container, IDMap, Image, Layer, clone
 
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from .archive.changes import Change
     from .creation import ContainerOptions, ImageOptions, LayerOptions
     from .options import StoreOptions
 
@@ -316,6 +319,188 @@ class Store:
         if changed:
             images.save()
         self.layer_store.delete(layer)
+
+    # ------------------------------------------------------------ layer data
+
+    def _driver_tuning(self) -> dict[str, Any]:
+        """Extraction settings that come from the driver's options."""
+        return {
+            "ignore_chown_errors": bool(getattr(self.driver, "ignore_chown_errors", False)),
+            "force_mask": getattr(self.driver, "force_mask", None),
+        }
+
+    def put_layer(self, id: str | None = None, parent: str | None = None, names: Sequence[str] = (),
+                  mount_label: str = "", writeable: bool = True, options: LayerOptions | None = None,
+                  diff: BinaryIO | None = None) -> tuple[Layer, int]:
+        """Create a layer and apply *diff* (a tar, possibly compressed) to it.
+
+        The tar is extracted into a driver staging directory without holding
+        any store lock, so other processes keep listing, mounting and creating
+        meanwhile; the layers lock is taken only to commit (a rename and the
+        record).  A failure leaves no record and no staging leftovers.
+        """
+        if diff is None:
+            return self.create_layer(id, parent, names, mount_label, writeable, options), 0
+        if options is None:
+            from .creation import LayerOptions
+
+            options = LayerOptions()
+        from . import layerdata
+        from .drivers.base import CreateOptions
+
+        names = list(names)
+        # Fail early (and cheaply) on what we can check before the long extraction.
+        with self._locked(layers="r", containers="r"):
+            ls = self.layer_store
+            parent_layer = self._check_new_layer(id, parent, names)
+            uidmap, gidmap = self._resolve_maps(
+                options.id_mapping, parent_layer.uidmap if parent_layer else self.uidmap,
+                parent_layer.gidmap if parent_layer else self.gidmap)
+        parent_id = parent_layer.id if parent_layer else None
+        create_opts = CreateOptions(mount_label=mount_label, uidmap=uidmap, gidmap=gidmap,
+                                    read_only=not writeable)
+        staging = self.driver.stage(parent_id, create_opts)
+        # Beside its final name: the driver's home may be a separate (bind) mount.
+        tarsplit_tmp = layerdata.temp_tarsplit_path(self.layer_store.dir)
+        try:
+            extracted = layerdata.extract(
+                diff, staging.root, whiteouts=staging.whiteouts, skip_root=staging.skip_root,
+                tarsplit_path=tarsplit_tmp, uidmap=uidmap, gidmap=gidmap, **self._driver_tuning())
+            with self._locked(layers="w", containers="w"):
+                ls = self.layer_store
+                parent_layer = self._check_new_layer(id, parent_id, names)
+                layer = ls.create(id, parent_layer, names, mount_label, writeable, options, uidmap, gidmap,
+                                  staged=(staging, extracted))
+                return _copy(layer), extracted.size
+        finally:
+            self.driver.discard_staged(staging)
+            layerdata.remove_quietly(tarsplit_tmp)
+
+    def _check_new_layer(self, id: str | None, parent: str | None, names: list[str]) -> Layer | None:
+        """The parent of a layer about to be created, after upstream's checks (locks held)."""
+        from .errors import DuplicateID
+
+        ls = self.layer_store
+        if id and id in ls.by_id:
+            raise DuplicateID()
+        ls.check_names_free(names)
+        if not parent:
+            return None
+        parent_layer = ls.get(parent)
+        if parent_layer is None:
+            raise LayerUnknown()
+        if self.container_store.by_layer.get(parent_layer.id) is not None:
+            raise ParentIsContainer(f"layer {parent_layer.id}")
+        return parent_layer
+
+    def apply_diff(self, ref: str, diff: BinaryIO) -> int:
+        """Apply a (possibly compressed) tar to an existing layer; returns the bytes written.
+
+        The layer's files change in place, under the layers lock, as upstream
+        does; its record changes only when the whole diff applied.
+        """
+        from . import layerdata
+
+        with self._locked(layers="w"):
+            ls = self.layer_store
+            layer = ls.require(ref)
+            tarsplit_tmp = layerdata.temp_tarsplit_path(ls.dir)
+            try:
+                extracted = layerdata.extract(
+                    diff, self.driver.layer_dir(layer.id),
+                    whiteouts="overlay" if self.driver.capabilities.on_disk_whiteouts else "naive",
+                    skip_root=self.driver.capabilities.on_disk_whiteouts, tarsplit_path=tarsplit_tmp,
+                    uidmap=layer.uidmap, gidmap=layer.gidmap, **self._driver_tuning())
+                ls.record_applied_diff(layer, extracted)
+            finally:
+                layerdata.remove_quietly(tarsplit_tmp)
+            return extracted.size
+
+    def _content_dirs(self, layer: Layer) -> list[str]:
+        return [self.driver.layer_dir(layer.id), *self.driver.lower_dirs(layer.id)]
+
+    def diff(self, to: str, from_: str | None = None, out: BinaryIO | None = None,
+             compression: int | None = None) -> None:
+        """Write the changes of layer *to* against *from_* (default: its parent) as a tar to *out*.
+
+        Against the parent, a layer with tar-split data gives back exactly the
+        tar that was applied (same digest); otherwise a tar is generated.
+        *compression* defaults to the compression the diff arrived with.
+        """
+        from . import layerdata
+        from .archive import export
+
+        assert out is not None, "diff needs an output stream"
+        with self._locked(graph=True, layers="w"):
+            ls = self.layer_store
+            layer = ls.require(to)
+            if compression is None:
+                compression = layer.compression
+            base = ls.require(from_) if from_ else (ls.by_id.get(layer.parent) if layer.parent else None)
+            tarsplit = ls.tar_split_path(layer.id)
+            if (base is None or base.id == layer.parent) and os.path.exists(tarsplit):
+                layerdata.write_stream(layerdata.reassembled(tarsplit, self._content_dirs(layer)), out,
+                                       compression)
+                return
+            native = self.driver.capabilities.on_disk_whiteouts and (base is None or base.id == layer.parent)
+            if native:
+                lowers = self.driver.lower_dirs(layer.id)
+                layerdata.generated_diff(
+                    lambda w: export.overlay_diff(self.driver.layer_dir(layer.id), lowers, w,
+                                                  layer.uidmap, layer.gidmap), out, compression)
+            else:
+                with self._mounted_pair(layer, base) as (new_root, old_root):
+                    layerdata.generated_diff(
+                        lambda w: export.naive_diff(new_root, old_root, w, layer.uidmap, layer.gidmap),
+                        out, compression)
+
+    @contextmanager
+    def _mounted_pair(self, layer: Layer, base: Layer | None) -> Iterator[tuple[str, str | None]]:
+        """Full trees of *layer* and *base* for the naive comparison (mounting when needed)."""
+        ls = self.layer_store
+        if not self.driver.capabilities.copy_on_write:
+            yield self.driver.layer_dir(layer.id), self.driver.layer_dir(base.id) if base else None
+            return
+        ro = MountOptions(options=["ro"])
+        new_root = ls.mount(layer, ro)
+        try:
+            if base is None:
+                yield new_root, None
+                return
+            old_root = ls.mount(base, ro)
+            try:
+                yield new_root, old_root
+            finally:
+                ls.unmount(base, False)
+        finally:
+            ls.unmount(layer, False)
+
+    def changes(self, to: str, from_: str | None = None) -> list[Change]:
+        """What layer *to* adds, modifies and deletes against *from_* (default: its parent)."""
+        from .archive import changes
+
+        with self._locked(graph=True, layers="w"):
+            ls = self.layer_store
+            layer = ls.require(to)
+            base = ls.require(from_) if from_ else (ls.by_id.get(layer.parent) if layer.parent else None)
+            if self.driver.capabilities.on_disk_whiteouts and (base is None or base.id == layer.parent):
+                return changes.overlay_changes(self.driver.layer_dir(layer.id),
+                                               self.driver.lower_dirs(layer.id))
+            with self._mounted_pair(layer, base) as (new_root, old_root):
+                return changes.naive_changes(new_root, old_root)
+
+    def diff_size(self, to: str, from_: str | None = None) -> int:
+        """Bytes of file data layer *to* adds against *from_* (default: its parent)."""
+        from .archive import changes
+
+        with self._locked(graph=True, layers="w"):
+            ls = self.layer_store
+            layer = ls.require(to)
+            base = ls.require(from_) if from_ else (ls.by_id.get(layer.parent) if layer.parent else None)
+            if self.driver.capabilities.on_disk_whiteouts and (base is None or base.id == layer.parent):
+                return changes.overlay_diff_size(self.driver.layer_dir(layer.id))
+            with self._mounted_pair(layer, base) as (new_root, old_root):
+                return changes.naive_diff_size(new_root, old_root)
 
     def layer_parent_owners(self, ref: str) -> tuple[list[int], list[int]]:
         with self._locked(layers="r"):

@@ -244,6 +244,7 @@ class DriverConformance:
         Path(staging.root, "added").write_text("staged")
         assert "staging" not in driver.list_layers()
         driver.commit_staged("staged", "base", CreateOptions(), staging)
+        driver.discard_staged(staging)
         assert not os.path.exists(staging.holder)
         assert driver.exists("staged") and "staged" in driver.list_layers()
         mnt = driver.mount("staged", MountOptions())
@@ -257,6 +258,7 @@ class DriverConformance:
     def test_staged_base_layer_root_is_0555(self, driver: Driver) -> None:
         staging = driver.stage(None, CreateOptions())
         driver.commit_staged("base", None, CreateOptions(), staging)
+        driver.discard_staged(staging)
         assert stat.S_IMODE(os.stat(driver.layer_dir("base")).st_mode) == 0o555
 
     def test_stale_staging_is_cleaned_but_live_staging_is_kept(self, driver: Driver) -> None:

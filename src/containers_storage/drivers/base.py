@@ -149,7 +149,11 @@ class Driver(ABC):
 
     @abstractmethod
     def commit_staged(self, layer_id: str, parent: str | None, opts: CreateOptions, staging: Staging) -> None:
-        """Turn *staging* into layer *layer_id* (called with the layers lock held)."""
+        """Turn *staging* into layer *layer_id* (called with the layers lock held).
+
+        The staging directory itself stays (it may hold more, e.g. tar-split
+        data); the caller discards it.
+        """
 
     def _new_staging(self, whiteouts: str, skip_root: bool) -> Staging:
         from ..lockfile import try_lock_path
@@ -167,6 +171,8 @@ class Driver(ABC):
         """Remove a staging directory (after a commit or a failure)."""
         from . import _fsutil
 
+        if staging.holder not in _LIVE_STAGING:
+            return  # already discarded (a commit does it; a failure path may try again)
         try:
             _fsutil.rmtree(staging.holder)
         finally:

@@ -406,7 +406,6 @@ class OverlayDriver(Driver):
         except BaseException:
             self.remove(layer_id)
             raise
-        self.discard_staged(staging)
 
     def lower_dirs(self, layer_id: str) -> list[str]:
         return [os.path.realpath(p) for p in self._lowers(self._dir(layer_id))]

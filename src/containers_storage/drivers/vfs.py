@@ -114,7 +114,6 @@ class VfsDriver(Driver):
         target = self._home_dir(layer_id)
         _fsutil.rmtree(target)
         os.rename(staging.root, target)
-        self.discard_staged(staging)
 
     def remove(self, layer_id: str) -> None:
         _fsutil.rmtree(self._home_dir(layer_id))

@@ -1,0 +1,139 @@
+"""Moving layer contents in and out: the glue between the archive package and the stores.
+
+Everything here works on paths and streams handed over by the layer store;
+locking and records stay with the store.  Extraction targets a directory that
+nobody else can see yet (a driver's staging directory), so it needs no lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, cast
+
+from .records import IDMap
+
+
+@dataclass(slots=True)
+class Extracted:
+    """What applying one diff found out, to be written into the layer record."""
+
+    compression: int
+    compressed_digest: str
+    compressed_size: int
+    uncompressed_digest: str
+    uncompressed_size: int
+    uidset: list[int] = field(default_factory=list)
+    gidset: list[int] = field(default_factory=list)
+    size: int = 0  # what ApplyDiff returns: bytes of file data written
+    tarsplit_path: str = ""
+
+
+def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tarsplit_path: str,
+            uidmap: Sequence[IDMap] = (), gidmap: Sequence[IDMap] = (), ignore_chown_errors: bool = False,
+            force_mask: int | None = None, userxattr: bool = False) -> Extracted:
+    """Decompress *stream*, apply its tar to *root* and record tar-split at *tarsplit_path*."""
+    from .archive.apply import Applier
+    from .archive.compression import open_decompressed
+    from .archive.tarsplit import TarReader, TarSplitWriter
+
+    compression, decoded, raw = open_decompressed(stream)
+    with open(tarsplit_path, "wb") as tarsplit_file:
+        tarsplit = TarSplitWriter(tarsplit_file)
+        reader = TarReader(decoded, tarsplit=tarsplit)
+        applier = Applier(root, mode="overlay" if whiteouts == "overlay" else "naive", uidmap=tuple(uidmap), gidmap=tuple(gidmap),
+                          ignore_chown_errors=ignore_chown_errors, force_mask=force_mask,
+                          userxattr=userxattr, skip_root=skip_root)
+        result = applier.apply(reader)
+        tarsplit.close()
+        tarsplit_file.flush()
+        os.fsync(tarsplit_file.fileno())
+    raw.drain()  # the compressed digest covers every input byte
+    return Extracted(
+        compression=compression,
+        compressed_digest="sha256:" + raw.hexdigest(),
+        compressed_size=raw.count,
+        uncompressed_digest="sha256:" + reader.sha256_hex(),
+        uncompressed_size=reader.size,
+        uidset=list(result.uidset),
+        gidset=list(result.gidset),
+        size=result.size,
+        tarsplit_path=tarsplit_path,
+    )
+
+
+def temp_tarsplit_path(layers_dir: str) -> str:
+    """Where to write a new layer's tar-split while extracting (renamed into place on commit).
+
+    The ``.tmp-`` prefix marks it as litter to both implementations if a crash leaves it.
+    """
+    return os.path.join(layers_dir, f".tmp-tarsplit-{os.urandom(8).hex()}")
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def reassembled(tarsplit_path: str, content_dirs: Sequence[str]) -> Iterator[bytes]:
+    """The layer's original tar stream, rebuilt from its tar-split and files on disk.
+
+    Files are looked up in *content_dirs* in order (overlay: the layer's own
+    ``diff/`` first, then its lowers'), never following a symlink out of them.
+    """
+    from .archive.tarsplit import reassemble
+
+    def open_file(name: str) -> BinaryIO:
+        first_error: OSError | None = None
+        for root in content_dirs:
+            try:
+                return _open_inside(root, name)
+            except OSError as exc:
+                first_error = first_error or exc
+        assert first_error is not None
+        raise first_error
+
+    with open(tarsplit_path, "rb") as f:
+        yield from reassemble(f, open_file)
+
+
+def _open_inside(root: str, name: str) -> BinaryIO:
+    """Open *name* relative to *root*, refusing symlinks in any component."""
+    from .archive.members import clean_name
+
+    rel = clean_name(name)
+    if rel.startswith("..") or not rel:
+        raise FileNotFoundError(f"{name!r} is not a file inside the layer")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parts = rel.split("/")
+        for part in parts[:-1]:
+            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)
+    return os.fdopen(file_fd, "rb")
+
+
+def write_stream(chunks: Iterator[bytes], out: BinaryIO, compression: int) -> None:
+    """Write *chunks* to *out*, compressed as asked (gzip/zstd; bzip2/xz are refused)."""
+    from .archive.compression import compressing_writer
+
+    writer = compressing_writer(compression, out)
+    for chunk in chunks:
+        writer.write(chunk)
+    writer.close()
+
+
+def generated_diff(write: Callable[[BinaryIO], None], out: BinaryIO, compression: int) -> None:
+    """Run a tar generator (``overlay_diff``/``naive_diff``) into *out* with compression."""
+    from .archive.compression import compressing_writer
+
+    writer = compressing_writer(compression, out)
+    write(cast(BinaryIO, writer))  # it has the write() the tar writer needs
+    writer.close()
