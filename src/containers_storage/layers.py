@@ -98,6 +98,9 @@ class LayerStore(RecordStore[Layer]):
             self.save()
 
     def _clean_incomplete(self) -> None:
+        # Staging directories whose extraction died with its process go too
+        # (live ones hold their lock and are kept).
+        self.driver.clean_stale_staging()
         for layer in [layer for layer in self.records if layer.incomplete]:
             _log.warning('Found incomplete layer "%s", deleting it', layer.id)
             self._delete_data(layer)

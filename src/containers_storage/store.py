@@ -992,6 +992,7 @@ class Store:
         hex64 = re.compile(r"^[0-9a-f]{64}$")
         with self._locked(layers="w", images="w", containers="w"):
             ls, images, cs = self.layer_store, self.image_store_records, self.container_store
+            self.driver.clean_stale_staging()
             for layer_id in self.driver.list_layers():
                 if layer_id not in ls.by_id:
                     self.driver.remove(layer_id)
