@@ -254,6 +254,10 @@ class CorruptCompressedStream(ArchiveError):
     sentinel = "corrupt compressed stream"
 
 
+class TruncatedCompressedStream(UnexpectedEOF, CorruptCompressedStream):
+    """A compressed stream ended inside a member; ``str()`` ends in ``unexpected EOF``."""
+
+
 class UnsupportedCompression(StorageError, ValueError):
     sentinel = "unsupported compression format"
 

@@ -56,7 +56,7 @@ from typing import Any, BinaryIO, Protocol
 from containers_storage.errors import (
     CorruptCompressedStream,
     StorageError,
-    UnexpectedEOF,
+    TruncatedCompressedStream,
     UnsupportedCompression,
 )
 from containers_storage.records import Compression
@@ -123,10 +123,6 @@ _GO_GZIP_LEVEL = 6
 """Go's ``gzip.DefaultCompression`` is flate level 6."""
 _GO_ZSTD_LEVEL = 3
 """klauspost zstd's ``SpeedDefault`` corresponds to zstd level 3."""
-
-
-class TruncatedCompressedStream(UnexpectedEOF, CorruptCompressedStream):
-    """A compressed stream ended inside a member; ``str()`` ends in ``unexpected EOF``."""
 
 
 class _Readable(Protocol):
