@@ -396,11 +396,40 @@ class Store:
     def apply_diff(self, ref: str, diff: BinaryIO) -> int:
         """Apply a (possibly compressed) tar to an existing layer; returns the bytes written.
 
-        The layer's files change in place, under the layers lock, as upstream
-        does; its record changes only when the whole diff applied.
+        An empty layer (the usual create-layer + applydiff case) is filled
+        through a staging directory,
+        without holding the layers lock while extracting.  Otherwise the files
+        change in place under the lock, as upstream does.  The record changes
+        only when the whole diff applied.
         """
         from . import layerdata
+        from .drivers.base import CreateOptions
 
+        with self._locked(layers="r"):
+            layer = self.layer_store.require(ref)
+            staged = layer.mount_count == 0 and not self.driver.has_own_content(layer.id)
+        if staged:
+            staging = self.driver.stage(layer.parent or None, CreateOptions())
+            tarsplit_tmp = layerdata.temp_tarsplit_path(self.layer_store.dir)
+            try:
+                extracted = layerdata.extract(
+                    diff, staging.root, whiteouts=staging.whiteouts, skip_root=staging.skip_root,
+                    tarsplit_path=tarsplit_tmp, uidmap=layer.uidmap, gidmap=layer.gidmap,
+                    **self._driver_tuning())
+                with self._locked(layers="w"):
+                    ls = self.layer_store
+                    current = ls.by_id.get(layer.id)
+                    if current is None:
+                        raise LayerUnknown()
+                    if current.mount_count == 0 and not self.driver.has_own_content(layer.id):
+                        self.driver.replace_content(layer.id, staging)
+                        ls.record_applied_diff(current, extracted)
+                        return extracted.size
+                # Someone wrote into the layer meanwhile: apply again, in place.
+                diff = _rewound(diff)
+            finally:
+                self.driver.discard_staged(staging)
+                layerdata.remove_quietly(tarsplit_tmp)
         with self._locked(layers="w"):
             ls = self.layer_store
             layer = ls.require(ref)
@@ -1006,6 +1035,16 @@ class Store:
                 for entry in _listdir(directory):
                     if hex64.match(entry) and entry not in known:
                         remove_tree(os.path.join(directory, entry))
+
+
+def _rewound(stream: BinaryIO) -> BinaryIO:
+    """*stream* at its start again, for a second pass (only seekable inputs allow one)."""
+    try:
+        stream.seek(0)
+    except (AttributeError, OSError) as exc:
+        raise plain("the layer changed while its diff was being applied and the input cannot be re-read"
+                    ) from exc
+    return stream
 
 
 def _listdir(path: str) -> list[str]:

@@ -187,3 +187,42 @@ def test_listing_from_another_process_completes_during_a_big_apply(store: Store,
     assert out.stdout.strip() == "0"  # the half-applied layer is not visible
     assert still_applying, f"the apply finished before the listing ({elapsed:.2f}s): test too fast"
     assert result and store.layer("big").uncompressed_digest == sha(blob)
+
+
+def test_apply_diff_to_an_empty_layer_does_not_hold_the_lock(store: Store, driver_name: str) -> None:
+    store.create_layer(names=["empty"])
+    blob = make_tar([(f"f{i}", os.urandom(64 << 10)) for i in range(48)])
+    started = threading.Event()
+
+    class Slow(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = memoryview(data)
+            self.pos = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+            started.set()
+            time.sleep(0.02)
+            n = min(len(b), 32 << 10, len(self.data) - self.pos)
+            b[:n] = self.data[self.pos:self.pos + n]
+            self.pos += n
+            return n
+
+    worker = threading.Thread(target=lambda: store.apply_diff("empty", io.BufferedReader(Slow(blob))))
+    worker.start()
+    assert started.wait(10)
+    code = ("from containers_storage import Store, StoreOptions\n"
+            f"s = Store.open(StoreOptions(graph_root={store.graph_root!r}, run_root={store.run_root!r}, "
+            f"driver_name={driver_name!r}))\n"
+            "s.create_layer(names=['meanwhile'])\n"
+            "print(s.layer('empty').uncompressed_digest or 'none')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    still_applying = worker.is_alive()
+    worker.join(60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "none"  # not visible until committed
+    assert still_applying, "the apply finished before the other process ran: test too fast"
+    assert store.layer("empty").uncompressed_digest == sha(blob)
+    assert sorted(layer_tree(store, "empty")) == sorted(f"f{i}" for i in range(48))

@@ -179,6 +179,27 @@ class Driver(ABC):
             _LIVE_STAGING.discard(staging.holder)
             os.close(staging.lock_fd)
 
+    def has_own_content(self, layer_id: str) -> bool:
+        """Whether the layer's content directory holds any entry (its own or copied)."""
+        with os.scandir(self.layer_dir(layer_id)) as it:
+            return any(True for _ in it)
+
+    def replace_content(self, layer_id: str, staging: Staging) -> None:
+        """Make *staging*'s root the layer's content directory, keeping the old root's metadata.
+
+        Called with the layers lock held; the previous (empty) directory goes
+        into the staging holder and leaves with it.
+        """
+        target = self.layer_dir(layer_id)
+        st = os.lstat(target)
+        os.chown(staging.root, st.st_uid, st.st_gid)
+        os.chmod(staging.root, st.st_mode & 0o7777)
+        for name in os.listxattr(target, follow_symlinks=False):
+            os.setxattr(staging.root, name, os.getxattr(target, name, follow_symlinks=False),
+                        follow_symlinks=False)
+        os.rename(target, os.path.join(staging.holder, "replaced"))
+        os.rename(staging.root, target)
+
     def clean_stale_staging(self) -> list[str]:
         """Remove staging directories whose lock nobody holds (left by a crash)."""
         from ..lockfile import try_lock_path

@@ -394,15 +394,7 @@ class OverlayDriver(Driver):
         """Create the layer as usual, then swap the staged files in as its ``diff/``."""
         self.create(layer_id, parent, opts)
         try:
-            diff = os.path.join(self._home_dir(layer_id), "diff")
-            st = os.lstat(diff)
-            os.chown(staging.root, st.st_uid, st.st_gid)
-            os.chmod(staging.root, stat.S_IMODE(st.st_mode))
-            for name in os.listxattr(diff, follow_symlinks=False):
-                os.setxattr(staging.root, name, os.getxattr(diff, name, follow_symlinks=False),
-                            follow_symlinks=False)
-            os.rmdir(diff)
-            os.rename(staging.root, diff)
+            self.replace_content(layer_id, staging)
         except BaseException:
             self.remove(layer_id)
             raise
