@@ -382,6 +382,8 @@ def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runt
     for attr in runtime:
         load.append(f"    r.{attr} = _defaults[{attr!r}]")
         copy.append(f"    n.{attr} = self.{attr}")
+    if cls._LOAD_HOOK:
+        load.append(f"    r.{cls._LOAD_HOOK}()")
     load.append("    return r")
     dump.append("    return out")
     copy.append("    return n")
@@ -411,6 +413,8 @@ class _Record:
     __slots__ = ()
     _FIELDS: ClassVar[tuple[tuple[str, str, int], ...]] = ()
     _RUNTIME: ClassVar[dict[str, Any]] = {}
+    # A method the generated from_json calls on each new record (derived runtime state).
+    _LOAD_HOOK: ClassVar[str] = ""
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, attr) for attr, _key, _kind in self._FIELDS)
@@ -499,6 +503,7 @@ class Image(_Record):
 
     _FIELDS = _IMAGE_FIELDS
     _RUNTIME = {"digests": (), "read_only": False}
+    _LOAD_HOOK = "recompute_digests"
     __slots__ = tuple(f[0] for f in _IMAGE_FIELDS) + tuple(_RUNTIME)
 
     id: str
@@ -614,19 +619,24 @@ class Container(_Record):
         return self.flags.get("Volatile") is True
 
 
+class _Generated:
+    """Stands in for a generated method until first use, then generates the class's three.
+
+    Compiling the converters costs about a millisecond per class, and a CLI
+    run usually touches one kind of record, so each class pays on first use.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object | None, owner: type[_Record]) -> Any:
+        _generate(owner, owner._FIELDS, tuple(owner._RUNTIME))
+        return getattr(owner if obj is None else obj, self.name)
+
+
 for _cls in (Layer, Image, Container):
-    _generate(_cls, _cls._FIELDS, tuple(_cls._RUNTIME))
-# Image.digests must start as a fresh list per record, not the shared default.
-_image_from_json = Image.from_json
-
-
-def _image_loader(obj: dict[str, Any]) -> Image:
-    image = _image_from_json(obj)
-    image.recompute_digests()
-    return image
-
-
-Image.from_json = _image_loader
+    for _name in ("from_json", "to_json", "_copy"):
+        setattr(_cls, _name, _Generated(_name))
 
 _R = TypeVar("_R", Layer, Image, Container)
 
