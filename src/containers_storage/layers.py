@@ -266,6 +266,9 @@ class LayerStore(RecordStore[Layer]):
                 self.write_bigdata(layer.id, key, data)
                 if key not in layer.big_data_names:
                     layer.big_data_names = [*layer.big_data_names, key]
+            if self.durable:
+                # The layer's files must be on disk before the record says it is complete.
+                atomicio.sync_filesystem(self.driver.layer_dir(layer.id))
         except BaseException:
             self._delete_data(layer)
             self.remove(layer)
@@ -297,6 +300,8 @@ class LayerStore(RecordStore[Layer]):
 
     def record_applied_diff(self, layer: Layer, extracted: Extracted) -> None:
         """After ApplyDiff on an existing layer: record the diff and save."""
+        if self.durable:
+            atomicio.sync_filesystem(self.driver.layer_dir(layer.id))
         self._record_diff(layer, extracted, None)
         self.save({self.location_of(layer)})
 
