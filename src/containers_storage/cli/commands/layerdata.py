@@ -7,8 +7,9 @@ import sys
 from typing import IO, BinaryIO
 
 from ..context import Action, CommandError, Context
-from ..flags import bool_flag, list_flag, string_flag
-from . import ID_MAPPING, JSON, id_mapping
+from ..flags import bool_flag, string_flag
+from . import JSON
+from .layers import NEW_LAYER_FLAGS, new_layer_arguments, print_new_layer
 
 INPUT_FILE = string_flag(("-file", "f"), "file", "Read from file instead of stdin")
 
@@ -30,35 +31,12 @@ def _input(ctx: Context) -> BinaryIO:
 
 
 def _import_layer(ctx: Context, args: list[str]) -> int:
-    mapping = id_mapping(ctx)
-    from ...creation import LayerOptions
-
     with _input(ctx) as diff:
-        new, _size = ctx.store.put_layer(
-            id=ctx.text("id") or None,
-            parent=args[0] if args else None,
-            names=ctx.texts("names"),
-            mount_label=ctx.text("label"),
-            writeable=not ctx.flag("readonly"),
-            options=LayerOptions(id_mapping=mapping) if mapping is not None else None,
-            diff=diff,
-        )
-    if ctx.json:
-        ctx.emit_record(new)
-    else:
-        ctx.out(f"{new.id}\n" + "".join(f"\t{name}\n" for name in new.names))
-    return 0
+        new, _size = ctx.store.put_layer(**new_layer_arguments(ctx, args), diff=diff)
+    return print_new_layer(ctx, new)
 
 
-import_layer = Action(_import_layer, (
-    string_flag(("-label", "l"), "label", "Mount Label"),
-    list_flag(("-name", "n"), "names", "Layer name"),
-    string_flag(("-id", "i"), "id", "Layer ID"),
-    bool_flag(("-readonly", "r"), "readonly", "Mark as read-only"),
-    INPUT_FILE,
-    JSON,
-    *ID_MAPPING,
-))
+import_layer = Action(_import_layer, (*NEW_LAYER_FLAGS, INPUT_FILE))
 
 
 # -- applydiff

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...errors import StorageError
 from ..context import Action, CommandError, Context, go_list
@@ -10,7 +10,7 @@ from ..flags import bool_flag, list_flag, string_flag
 from . import ID_MAPPING, JSON, id_mapping, sorted_map
 
 if TYPE_CHECKING:
-    from ...records import Container, Image
+    from ...records import Container, Image, Layer
 
 
 # -- layers
@@ -177,18 +177,22 @@ layer = Action(_layer, (JSON,))
 # -- create-layer
 
 
-def _create_layer(ctx: Context, args: list[str]) -> int:
+def new_layer_arguments(ctx: Context, args: list[str]) -> dict[str, Any]:
+    """The keyword arguments of create_layer/put_layer that create-layer and import-layer share."""
     mapping = id_mapping(ctx)
     from ...creation import LayerOptions
 
-    new = ctx.store.create_layer(
-        id=ctx.text("id") or None,
-        parent=args[0] if args else None,
-        names=ctx.texts("names"),
-        mount_label=ctx.text("label"),
-        writeable=not ctx.flag("readonly"),
-        options=LayerOptions(id_mapping=mapping) if mapping is not None else None,
-    )
+    return {
+        "id": ctx.text("id") or None,
+        "parent": args[0] if args else None,
+        "names": ctx.texts("names"),
+        "mount_label": ctx.text("label"),
+        "writeable": not ctx.flag("readonly"),
+        "options": LayerOptions(id_mapping=mapping) if mapping is not None else None,
+    }
+
+
+def print_new_layer(ctx: Context, new: Layer) -> int:
     if ctx.json:
         ctx.emit_record(new)
     else:
@@ -196,14 +200,21 @@ def _create_layer(ctx: Context, args: list[str]) -> int:
     return 0
 
 
-create_layer = Action(_create_layer, (
+NEW_LAYER_FLAGS = (
     string_flag(("-label", "l"), "label", "Mount Label"),
     list_flag(("-name", "n"), "names", "Layer name"),
     string_flag(("-id", "i"), "id", "Layer ID"),
     bool_flag(("-readonly", "r"), "readonly", "Mark as read-only"),
     JSON,
     *ID_MAPPING,
-))
+)
+
+
+def _create_layer(ctx: Context, args: list[str]) -> int:
+    return print_new_layer(ctx, ctx.store.create_layer(**new_layer_arguments(ctx, args)))
+
+
+create_layer = Action(_create_layer, NEW_LAYER_FLAGS)
 
 
 # -- delete-layer
