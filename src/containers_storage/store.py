@@ -784,10 +784,13 @@ class Store:
             self._delete_container_locked(container)
 
     def _delete_container_locked(self, container: Container) -> None:
+        # The record goes first: a crash in between leaves an unreferenced layer
+        # (which check and repair clean up), never a container without its layer.
+        # Upstream deletes in the other order.
         layer = self.layer_store.by_id.get(container.layer)
+        self.container_store.delete(container)
         if layer is not None:
             self._delete_layer_locked(layer)
-        self.container_store.delete(container)
 
     def container_size(self, ref: str) -> int:
         with self._locked(layers="r", containers="r"):
