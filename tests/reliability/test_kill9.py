@@ -137,6 +137,21 @@ def test_kill9_never_loses_acknowledged_work(tmp_path: Path, driver: str) -> Non
     if driver == "overlay" and os.geteuid() != 0:
         pytest.skip("overlay needs root")
     graph, run = str(tmp_path / "g"), str(tmp_path / "r")
+    try:
+        _trials(tmp_path, graph, run, driver)
+    finally:
+        _unmount_under(str(tmp_path))
+
+
+def _unmount_under(root: str) -> None:
+    """Detach mounts left under *root* (the Go binary bind-mounts the overlay home and keeps it)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(root + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
+
+
+def _trials(tmp_path: Path, graph: str, run: str, driver: str) -> None:
     acklog = tmp_path / "ack.log"
     acklog.touch()
     rng = random.Random(1234)
