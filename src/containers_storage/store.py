@@ -49,7 +49,9 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
     from .archive.changes import Change
+    from .check import CheckOptions, CheckReport
     from .creation import ContainerOptions, ImageOptions, LayerOptions
+    from .errors import StorageError
     from .options import StoreOptions
 
 VERSION = "1.60.0-dev"
@@ -1038,6 +1040,20 @@ class Store:
                 for entry in _listdir(directory):
                     if hex64.match(entry) and entry not in known:
                         remove_tree(os.path.join(directory, entry))
+
+    # ---------------------------------------------------------------- check
+
+    def check(self, options: CheckOptions | None = None) -> CheckReport:
+        """Report damaged layers, images and containers (see :func:`containers_storage.check.check`)."""
+        from .check import check
+
+        return check(self, options)
+
+    def repair(self, report: CheckReport, remove_containers: bool = False) -> list[StorageError]:
+        """Remove what *report* found damaged and what depends on it; returns the failures."""
+        from .check import repair
+
+        return repair(self, report, remove_containers)
 
 
 def _rewound(stream: BinaryIO) -> BinaryIO:
