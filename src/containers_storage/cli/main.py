@@ -53,6 +53,7 @@ _OPTS = "[options [...]]"
 
 # In upstream's order, which is the order of `containers-storage --help`.
 COMMANDS: tuple[CommandEntry, ...] = (
+    _c("check", "Check storage consistency", "", 0, 0, "check:check"),
     _c("config", "Print storage library configuration as JSON", "[configurationFile]", 0, 1,
        "store:config"),
     _c("container", "Examine a container", f"{_OPTS} containerNameOrID [...]", 1, _ANY,
