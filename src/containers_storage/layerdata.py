@@ -35,26 +35,31 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
             force_mask: int | None = None, userxattr: bool = False) -> Extracted:
     """Decompress *stream*, apply its tar to *root* and record tar-split at *tarsplit_path*."""
     from .archive.apply import Applier
-    from .archive.compression import open_decompressed
+    from .archive.compression import open_decompressed_ahead
     from .archive.tarsplit import TarReader, TarSplitWriter
 
-    compression, decoded, raw = open_decompressed(stream)
-    with open(tarsplit_path, "wb") as tarsplit_file:
-        tarsplit = TarSplitWriter(tarsplit_file)
-        reader = TarReader(decoded, tarsplit=tarsplit)
-        applier = Applier(root, mode="overlay" if whiteouts == "overlay" else "naive", uidmap=tuple(uidmap), gidmap=tuple(gidmap),
-                          ignore_chown_errors=ignore_chown_errors, force_mask=force_mask,
-                          userxattr=userxattr, skip_root=skip_root)
-        result = applier.apply(reader)
-        tarsplit.close()
-        tarsplit_file.flush()
-        os.fsync(tarsplit_file.fileno())
+    # A thread reads, hashes and decompresses ahead while this one parses and writes files.
+    compression, decoded, raw = open_decompressed_ahead(stream)
+    try:
+        with open(tarsplit_path, "wb") as tarsplit_file:
+            tarsplit = TarSplitWriter(tarsplit_file)
+            reader = TarReader(decoded, tarsplit=tarsplit, digest=False)
+            applier = Applier(root, mode="overlay" if whiteouts == "overlay" else "naive", uidmap=tuple(uidmap),
+                              gidmap=tuple(gidmap), ignore_chown_errors=ignore_chown_errors,
+                              force_mask=force_mask, userxattr=userxattr, skip_root=skip_root)
+            result = applier.apply(reader)
+            tarsplit.close()
+            tarsplit_file.flush()
+            os.fsync(tarsplit_file.fileno())
+        uncompressed_digest = decoded.hexdigest()  # the reader consumed the stream to its end
+    finally:
+        decoded.close()
     raw.drain()  # the compressed digest covers every input byte
     return Extracted(
         compression=compression,
         compressed_digest="sha256:" + raw.hexdigest(),
         compressed_size=raw.count,
-        uncompressed_digest="sha256:" + reader.sha256_hex(),
+        uncompressed_digest="sha256:" + uncompressed_digest,
         uncompressed_size=reader.size,
         uidset=list(result.uidset),
         gidset=list(result.gidset),

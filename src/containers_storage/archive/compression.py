@@ -89,6 +89,7 @@ __all__ = [
     "TruncatedCompressedStream",
     "compressing_writer",
     "open_decompressed",
+    "open_decompressed_ahead",
     "sniff",
 ]
 
@@ -447,11 +448,27 @@ class _Passthrough:
 _Item = bytes | BaseException
 
 
+class _ChunkReader(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class _ThreadedReader:
-    """Reads *inner* ahead in a daemon thread, through a bounded queue of chunks."""
+    """Reads *inner* ahead in a daemon thread, through a bounded queue of chunks.
+
+    The thread also keeps the sha256 of what it produced (:meth:`hexdigest`), so that hashing
+    overlaps with the consumer too; *same_as* names a :class:`HashingReader` that already hashes
+    exactly these bytes (uncompressed input), which is then asked instead.
+    """
 
     def __init__(
-        self, inner: _DecompressingReader, chunk: int = _THREAD_CHUNK, depth: int = _THREAD_QUEUE_DEPTH
+        self,
+        inner: _ChunkReader,
+        chunk: int = _THREAD_CHUNK,
+        depth: int = _THREAD_QUEUE_DEPTH,
+        *,
+        same_as: HashingReader | None = None,
     ) -> None:
         self._inner = inner
         self._chunk = chunk
@@ -460,6 +477,8 @@ class _ThreadedReader:
         self._buf = b""
         self._pos = 0
         self._finished = False
+        self._same_as = same_as
+        self._sha = hashlib.sha256() if same_as is None else None
         self._thread = threading.Thread(target=self._work, name="decompress", daemon=True)
         self._thread.start()
 
@@ -473,13 +492,23 @@ class _ThreadedReader:
         return False
 
     def _work(self) -> None:
+        sha = self._sha
         try:
             while not self._stop.is_set():
                 data = self._inner.read(self._chunk)
+                if sha is not None and data:
+                    sha.update(data)
                 if not self._put(data) or not data:
                     return
         except BaseException as exc:  # handed to the reading thread
             self._put(exc)
+
+    def hexdigest(self) -> str:
+        """The sha256 of the bytes produced so far (all of them once ``read`` returned ``b""``)."""
+        if self._same_as is not None:
+            return self._same_as.hexdigest()
+        assert self._sha is not None
+        return self._sha.hexdigest()
 
     def readable(self) -> bool:
         return True
@@ -553,6 +582,24 @@ def open_decompressed(
     if threaded:
         return compression, _ThreadedReader(reader), hashing
     return compression, reader, hashing
+
+
+def open_decompressed_ahead(stream: _Readable, *, use_isal: bool = True) -> tuple[int, Any, HashingReader]:
+    """:func:`open_decompressed` with a read-ahead thread also for uncompressed input.
+
+    The thread reads, hashes and decodes (C code that releases the GIL) while the caller parses
+    and writes.  The decompressed reader also has ``hexdigest()``: the sha256 of every byte it
+    returned (for uncompressed input, the raw digest).  Call its ``close()`` when done.
+    """
+    hashing = HashingReader(stream)
+    source = _Source(b"", hashing)
+    head = source.read_at_least(SNIFF_SIZE)
+    source.unread(head)
+    compression = sniff(head)
+    if compression == Compression.NONE:
+        return compression, _ThreadedReader(_Passthrough(source), same_as=hashing), hashing
+    reader = _DecompressingReader(_format(compression, use_isal=use_isal), source)
+    return compression, _ThreadedReader(reader), hashing
 
 
 class _Writer(Protocol):

@@ -125,6 +125,21 @@ def _numeric(field: bytes) -> int:
     return _octal(field)
 
 
+_NUMERIC_CACHE: dict[bytes, int] = {}
+_NUMERIC_CACHE_MAX = 4096
+
+
+def _num(field: bytes) -> int:
+    """:func:`_numeric`, memoised: mode, ids, devices and often sizes repeat across headers."""
+    value = _NUMERIC_CACHE.get(field)
+    if value is None:
+        value = _numeric(field)  # a ValueError is never cached
+        if len(_NUMERIC_CACHE) >= _NUMERIC_CACHE_MAX:
+            _NUMERIC_CACHE.clear()
+        _NUMERIC_CACHE[field] = value
+    return value
+
+
 def _decimal(value: bytes) -> int:
     """Go's strconv.ParseInt(v, 10, 64)."""
     digits = value[1:] if value[:1] in (b"+", b"-") else value
@@ -222,11 +237,11 @@ class _Header:
         self.type = block[156:157]
         self.name = _cstring(block[0:100])
         self.linkname = _cstring(block[157:257])
-        self.size = _numeric(block[124:136])
-        self.mode = _numeric(block[100:108])
-        self.uid = _numeric(block[108:116])
-        self.gid = _numeric(block[116:124])
-        self.mtime = _numeric(block[136:148]) * 1_000_000_000
+        self.size = _num(block[124:136])
+        self.mode = _num(block[100:108])
+        self.uid = _num(block[108:116])
+        self.gid = _num(block[116:124])
+        self.mtime = _num(block[136:148]) * 1_000_000_000
         self.atime: int | None = None
         self.ctime: int | None = None
         self.uname = self.gname = b""
@@ -235,22 +250,22 @@ class _Header:
             return  # v7: no owner names, devices or prefix
         self.uname = _cstring(block[265:297])
         self.gname = _cstring(block[297:329])
-        self.devmajor = _numeric(block[329:337])
-        self.devminor = _numeric(block[337:345])
+        self.devmajor = _num(block[329:337])
+        self.devminor = _num(block[337:345])
         prefix = b""
         if magic == b"ustar\x00":
             if block[508:512] == b"tar\x00":  # STAR
                 prefix = _cstring(block[345:476])
-                self.atime = _numeric(block[476:488]) * 1_000_000_000
-                self.ctime = _numeric(block[488:500]) * 1_000_000_000
+                self.atime = _num(block[476:488]) * 1_000_000_000
+                self.ctime = _num(block[488:500]) * 1_000_000_000
             else:
                 prefix = _cstring(block[345:500])
         else:  # GNU: atime/ctime where USTAR has its prefix
             try:
                 if block[345]:
-                    self.atime = _numeric(block[345:357]) * 1_000_000_000
+                    self.atime = _num(block[345:357]) * 1_000_000_000
                 if block[357]:
-                    self.ctime = _numeric(block[357:369]) * 1_000_000_000
+                    self.ctime = _num(block[357:369]) * 1_000_000_000
             except ValueError:  # pre-Go1.8 writers put a USTAR prefix here
                 self.atime = self.ctime = None
                 candidate = _cstring(block[345:500])
@@ -282,12 +297,12 @@ class TarReader:
     then :attr:`size` and :meth:`sha256_hex` describe every byte consumed.
     """
 
-    def __init__(self, stream: _Stream, *, tarsplit: TarSplitWriter | None = None) -> None:
+    def __init__(self, stream: _Stream, *, tarsplit: TarSplitWriter | None = None, digest: bool = True) -> None:
         self._read = stream.read
         self._ts = tarsplit
         self._buf = b""
         self._pos = 0
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if digest else None
         self._consumed = 0  # bytes read from the stream (buffered or not)
         self._raw: list[bytes] = []  # raw bytes since the last tar-split emission
         self._remaining = 0  # payload bytes of the current member still unread
@@ -306,7 +321,12 @@ class TarReader:
         return self._consumed
 
     def sha256_hex(self) -> str:
-        """Hex sha256 of the bytes consumed so far (the whole stream once iteration ended)."""
+        """Hex sha256 of the bytes consumed so far (the whole stream once iteration ended).
+
+        Only with ``digest=True`` (the default); the stream's producer may hash instead.
+        """
+        if self._hash is None:
+            raise ValueError("TarReader was created with digest=False")
         return self._hash.hexdigest()
 
     def __iter__(self) -> Iterator[Member]:
@@ -372,7 +392,8 @@ class TarReader:
         if chunk:
             if type(chunk) is not bytes:
                 chunk = bytes(chunk)
-            self._hash.update(chunk)
+            if self._hash is not None:
+                self._hash.update(chunk)
             self._consumed += len(chunk)
         return chunk
 

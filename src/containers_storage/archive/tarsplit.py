@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -60,6 +61,9 @@ def _gzip_writer(out: BinaryIO) -> IO[bytes]:
 def _gzip_reader(f: BinaryIO) -> IO[bytes]:
     return cast(IO[bytes], igzip.GzipFile(mode="rb", fileobj=f))  # type: ignore[no-untyped-call]
 
+
+_PLAIN_NAME = re.compile(rb'[^\x20-\x7e]|["\\<>&]')
+"""Bytes that keep a name from being written as is between JSON quotes (Go escapes <, >, &)."""
 
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
@@ -108,12 +112,15 @@ class TarSplitWriter:
     def add_file(self, name: bytes, size: int, crc: int | None) -> None:
         """Record a member: its raw name, header size and CRC-64 of its data (None if size 0)."""
         parts = [b'{"type":1']
-        text = _valid_name(name)
-        if text is not None:
-            if text:
-                parts.append(b',"name":' + _go_json_string(text))
-        elif name:
-            parts.append(b',"name_raw":"' + base64.b64encode(name) + b'"')
+        if name and _PLAIN_NAME.search(name) is None:  # the common case: JSON needs no escaping
+            parts.append(b',"name":"' + name + b'"')
+        else:
+            text = _valid_name(name)
+            if text is not None:
+                if text:
+                    parts.append(b',"name":' + _go_json_string(text))
+            elif name:
+                parts.append(b',"name_raw":"' + base64.b64encode(name) + b'"')
         if size:
             parts.append(b',"size":%d' % size)
         if crc is None:
