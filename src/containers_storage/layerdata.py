@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
+from .errors import ChecksumMismatch
 from .records import IDMap
 
 
@@ -99,30 +100,21 @@ def reassembled(tarsplit_path: str, content_dirs: Sequence[str]) -> Iterator[byt
             except OSError as exc:
                 first_error = first_error or exc
         assert first_error is not None
-        raise first_error
+        # The tar names a file the layer no longer has (or never could hold).
+        raise ChecksumMismatch(
+            sentinel=f'file integrity checksum failed for "{name}": {first_error.strerror or first_error}'
+        ) from first_error
 
     with open(tarsplit_path, "rb") as f:
         yield from reassemble(f, open_file)
 
 
 def _open_inside(root: str, name: str) -> BinaryIO:
-    """Open *name* relative to *root*, refusing symlinks in any component."""
-    from .archive.members import clean_name
+    """Open archive entry *name* under *root* exactly as extraction placed it."""
+    from .archive.apply import open_in_root
+    from .archive.plan import entry_path
 
-    rel = clean_name(name)
-    if rel.startswith("..") or not rel:
-        raise FileNotFoundError(f"{name!r} is not a file inside the layer")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        parts = rel.split("/")
-        for part in parts[:-1]:
-            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            os.close(fd)
-            fd = next_fd
-        file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-    finally:
-        os.close(fd)
-    return os.fdopen(file_fd, "rb")
+    return os.fdopen(open_in_root(root, entry_path(name)), "rb")
 
 
 def write_stream(chunks: Iterator[bytes], out: BinaryIO, compression: int) -> None:

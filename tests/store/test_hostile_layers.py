@@ -208,20 +208,6 @@ class Case:
     error: type[errors.StorageError] | tuple[type[errors.StorageError], ...] | None
     match: str = ""  # a piece of the error message (the entry or the format)
     inside: Inside | None = None  # set: the layer may (error also set) or must (error None) be accepted
-    xfail: str = ""
-    diff_xfail: tuple[tuple[str, str], ...] = ()  # (driver, reason): Store.diff of the accepted layer fails
-
-
-_SYMLINK_DIFF = ("layerdata._open_inside refuses symlinks in path components while extraction "
-                 "(apply._Resolver) followed them inside the root, so Store.diff of an accepted layer "
-                 "whose entry is written through a symlinked directory raises a raw NotADirectoryError "
-                 "(not a StorageError); expected the original tar (resolve in root like the applier) or "
-                 "at least a StorageError such as ChecksumMismatch")
-_BOTH = ("vfs", "overlay")
-
-
-def _diff_bug(reason: str, drivers: tuple[str, ...] = _BOTH) -> tuple[tuple[str, str], ...]:
-    return tuple((d, reason) for d in drivers)
 
 
 def _file_is(rel: str, data: bytes) -> Inside:
@@ -264,10 +250,6 @@ def _symlink_kept(rel: str) -> Inside:
 
 
 S = errors
-_ROOT_DIFF = ("overlay accepts a root entry ('./' or '') that is a regular file with data (skipped like "
-              "upstream), but Store.diff (layerdata._open_inside via reassembled) then raises a raw "
-              "FileNotFoundError for the tar-split file entry naming the root; expected a StorageError "
-              "(or refusing the entry at put_layer, as vfs does)")
 CASES = [
     # -- names that climb out ---------------------------------------------------------------
     Case("dotdot", lambda c: member(f"../{c.token}", b"x") + END, S.Breakout, "../cs-hostile-"),
@@ -277,25 +259,20 @@ CASES = [
     Case("absolute-name", lambda c: member(f"/tmp/{c.token}", b"abs") + END, S.Breakout, "/tmp/",
          inside=_file_is("tmp/{token}", b"abs")),
     Case("rooted-dotdot", lambda c: member(f"/../../{c.token}", b"rooted") + END, S.Breakout, "/../../",
-         inside=_file_is("{token}", b"rooted"), diff_xfail=_diff_bug(
-             "layerdata._open_inside cleans the tar-split name with members.clean_name, which keeps the "
-             "'..' of a rooted name ('/../../x' -> '../../x') although extraction (plan.entry_path) "
-             "clamped it to 'x'; Store.diff raises a raw FileNotFoundError instead of giving back the "
-             "tar (upstream's filepath.Join clamps too)")),
+         inside=_file_is("{token}", b"rooted")),
     # -- symlinks used as parents ---------------------------------------------------------------
     Case("symlink-to-root-then-etc-passwd",
          lambda c: symlink("evil", "/") + member("evil/etc/passwd", b"pwned\n") + END,
-         S.ArchiveError, "evil", inside=_file_is("etc/passwd", b"pwned\n"), diff_xfail=_diff_bug(_SYMLINK_DIFF)),
+         S.ArchiveError, "evil", inside=_file_is("etc/passwd", b"pwned\n")),
     Case("symlink-relative-escape-write-through",
          lambda c: symlink("lnk", "../../sentinel") + member("lnk/pwn", b"pwn") + END,
-         S.ArchiveError, "lnk", inside=_file_is("sentinel/pwn", b"pwn"), diff_xfail=_diff_bug(_SYMLINK_DIFF)),
+         S.ArchiveError, "lnk", inside=_file_is("sentinel/pwn", b"pwn")),
     Case("symlink-deep-escape-write-through",
          lambda c: symlink("lnk", c.climb(c.sentinel_rel)) + member("lnk/pwn", b"pwn") + END,
-         S.ArchiveError, "lnk", inside=_file_is("{sentinel}/pwn", b"pwn"), diff_xfail=_diff_bug(_SYMLINK_DIFF)),
+         S.ArchiveError, "lnk", inside=_file_is("{sentinel}/pwn", b"pwn")),
     Case("symlink-absolute-write-through",
          lambda c: symlink("lnk", str(c.sentinel)) + member("lnk/keep", b"overwritten") + END,
-         S.ArchiveError, "lnk", inside=_file_is("{sentinel}/keep", b"overwritten"),
-         diff_xfail=_diff_bug(_SYMLINK_DIFF)),
+         S.ArchiveError, "lnk", inside=_file_is("{sentinel}/keep", b"overwritten")),
     Case("symlink-loop", lambda c: symlink("a", "b") + symlink("b", "a") + member("a/x", b"x") + END,
          S.ArchiveError, '"a/x"'),
     # -- hard links -------------------------------------------------------------------------------
@@ -331,15 +308,9 @@ CASES = [
     Case("data-after-zero-block", lambda c: bytes(512) + member("late", b"x") + END, S.InvalidTarHeader,
          "zero block"),
     Case("uid-beyond-uid_t", lambda c: pax((b"uid", b"4294967296")) + member("biguid", b"x") + END,
-         S.ArchiveError, "biguid",
-         xfail="archive/apply.py _Run._guard: os.chown raises OverflowError for a PAX uid >= 2**32; "
-               "only OSError/ValueError are wrapped, so a raw OverflowError escapes put_layer "
-               "instead of an ArchiveError naming the entry"),
+         S.ArchiveError, "biguid"),
     Case("negative-uid-base256", lambda c: header("neguid", fields={(108, 116): base256(-2, 8)}) + END,
-         S.ArchiveError, "neguid",
-         xfail="archive/apply.py _Run._guard (and tarreader, which accepts negative base-256 ids): "
-               "os.chown(-2) raises OverflowError, which escapes put_layer raw instead of an "
-               "ArchiveError/InvalidTarHeader naming the entry"),
+         S.ArchiveError, "neguid"),
     Case("mtime-beyond-int64-ns", lambda c: pax((b"mtime", b"9223372036854775807")) + member("future", b"x")
          + END, S.ArchiveError, "future", inside=_file_is("future", b"x")),
     # -- truncation ------------------------------------------------------------------------------
@@ -399,9 +370,8 @@ CASES = [
          "xxxxxxxx"),
     # The root entry as a file: vfs refuses it, overlay skips the root entry like upstream.
     Case("root-entry-is-a-file", lambda c: member("./", b"rootdata") + END, S.ArchiveError, "./",
-         inside=_nothing_but(), diff_xfail=_diff_bug(_ROOT_DIFF, ("overlay",))),
-    Case("empty-name", lambda c: member("", b"nameless") + END, S.ArchiveError, '""', inside=_nothing_but(),
-         diff_xfail=_diff_bug(_ROOT_DIFF, ("overlay",))),
+         inside=_nothing_but()),
+    Case("empty-name", lambda c: member("", b"nameless") + END, S.ArchiveError, '""', inside=_nothing_but()),
     # -- devices ----------------------------------------------------------------------------------
     Case("device-nodes-as-root", lambda c: directory("dev")
          + member(f"dev/{c.token}-null", type=b"3", mode=0o640, devmajor=1, devminor=3)
@@ -445,11 +415,7 @@ def _assert_clean(store: Store, before: list[str]) -> None:
 
 
 def _case_params() -> list[object]:
-    params: list[object] = []
-    for case in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-        params.append(pytest.param(case, id=case.id, marks=marks))
-    return params
+    return [pytest.param(case, id=case.id) for case in CASES]
 
 
 def test_there_are_enough_cases() -> None:
@@ -457,11 +423,7 @@ def test_there_are_enough_cases() -> None:
 
 
 @pytest.mark.parametrize("case", _case_params())
-def test_hostile_put_layer(store: Store, ctx: Ctx, case: Case, driver_name: str,
-                           request: pytest.FixtureRequest) -> None:
-    for driver, reason in case.diff_xfail:
-        if driver == driver_name:
-            request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+def test_hostile_put_layer(store: Store, ctx: Ctx, case: Case) -> None:
     base, _ = store.put_layer(names=["base"], diff=io.BytesIO(GOOD))
     before = [layer.id for layer in store.layers()]
     blob = case.build(ctx)

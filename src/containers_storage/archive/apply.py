@@ -362,7 +362,8 @@ class _Run:
             fn(*args)
         except StorageError:
             raise
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
+            # OverflowError: ids or times beyond what the kernel's types hold.
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ArchiveError(goquote(self.entry), sentinel=text) from exc
 
@@ -655,3 +656,59 @@ def _key(fd: int) -> tuple[int, int]:
 def _proc_path(dirfd: int, name: str) -> bytes:
     """A path naming *name* in directory *dirfd* (for the xattr calls that lack ``dir_fd``)."""
     return b"/proc/self/fd/%d/%s" % (dirfd, os.fsencode(name))
+
+
+def open_in_root(root: str, path: str) -> int:
+    """Open *path* read-only as if *root* were ``/``: symlinks resolve inside it, never out.
+
+    Reading a layer back (tar-split reassembly) must see the same files the
+    extraction wrote, which followed in-layer symlinks the same way.
+    """
+    root_fd = os.open(root, _DIR_FLAGS)
+    try:
+        if openat2_available():
+            return _openat2(root_fd, path, os.O_RDONLY | os.O_CLOEXEC, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+        return _open_by_walking(root_fd, path)
+    finally:
+        os.close(root_fd)
+
+
+def _open_by_walking(root_fd: int, path: str) -> int:
+    """openat2(RESOLVE_IN_ROOT) by hand: one component at a time, symlinks re-rooted."""
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    stack: list[int] = []  # descriptors of the directories walked so far
+    links = 0
+    try:
+        while pending:
+            part = pending.pop(0)
+            parent = stack[-1] if stack else root_fd
+            if part == "..":
+                if stack:
+                    os.close(stack.pop())
+                continue
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if pending else 0)
+            try:
+                fd = os.open(part, flags, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                try:
+                    target = os.readlink(part, dir_fd=parent)
+                except OSError:
+                    raise exc from None
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+                if target.startswith("/"):
+                    while stack:
+                        os.close(stack.pop())
+                pending[:0] = [p for p in target.split("/") if p not in ("", ".")]
+                continue
+            if pending:
+                stack.append(fd)
+            else:
+                return fd
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    finally:
+        for fd in stack:
+            os.close(fd)
