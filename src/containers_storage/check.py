@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _log
+from .archive.members import DIRECTORY, REGULAR, Member
 from .errors import (
     ContainerDataIncorrectSize,
     ContainerDataMissing,
@@ -68,7 +69,6 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .archive.members import Member
     from .archive.plan import Attrs
     from .records import Layer
     from .store import Store
@@ -374,8 +374,6 @@ def _plain_header(raw: bytes) -> Member | None:
     STAR headers, GNU headers with old-style prefixes) goes to the full reader,
     which tests compare this with.
     """
-    from .archive.members import DIRECTORY, REGULAR, Member
-
     if len(raw) != _BLOCK:
         return None
     kind = raw[156:157]
