@@ -8,12 +8,15 @@ nobody else can see yet (a driver's staging directory), so it needs no lock.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from .errors import ChecksumMismatch
 from .records import IDMap
+
+_SWITCH_INTERVAL = 0.0005  # seconds; see extract()
 
 
 @dataclass(slots=True)
@@ -40,7 +43,11 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
     from .archive.tarsplit import TarReader, TarSplitWriter
 
     # A thread reads, hashes and decompresses ahead while this one parses and writes files.
+    # Each of its C calls releases the GIL; a short switch interval lets it take the GIL back
+    # soon after (with the default 5 ms it would wait behind our Python-heavy loop).
     compression, decoded, raw = open_decompressed_ahead(stream)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
     try:
         with open(tarsplit_path, "wb") as tarsplit_file:
             tarsplit = TarSplitWriter(tarsplit_file)
@@ -54,6 +61,7 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
             os.fsync(tarsplit_file.fileno())
         uncompressed_digest = decoded.hexdigest()  # the reader consumed the stream to its end
     finally:
+        sys.setswitchinterval(interval)
         decoded.close()
     raw.drain()  # the compressed digest covers every input byte
     return Extracted(

@@ -104,11 +104,11 @@ COMPRESSION_NAMES: dict[int, str] = {
 SNIFF_SIZE = 10240
 """How many leading bytes are read before the format is decided (upstream reads as many)."""
 
-_RAW_CHUNK = 256 * 1024
+_RAW_CHUNK = 1024 * 1024
 """Size of the reads from the raw (compressed) input."""
 
-_THREAD_CHUNK = 1024 * 1024
-_THREAD_QUEUE_DEPTH = 4
+_THREAD_CHUNK = 2 * 1024 * 1024
+_THREAD_QUEUE_DEPTH = 3
 
 _MAGIC: tuple[tuple[bytes, int], ...] = (
     (b"BZh", Compression.BZIP2),
