@@ -17,6 +17,7 @@ from .errors import ChecksumMismatch
 from .records import IDMap
 
 _SWITCH_INTERVAL = 0.0005  # seconds; see extract()
+_WRITE_BATCH = 1 << 20  # bytes; see write_stream()
 
 
 @dataclass(slots=True)
@@ -98,13 +99,27 @@ def reassembled(tarsplit_path: str, content_dirs: Sequence[str]) -> Iterator[byt
     Files are looked up in *content_dirs* in order (overlay: the layer's own
     ``diff/`` first, then its lowers'), never following a symlink out of them.
     """
+    from .archive.apply import open_in_root_fd
+    from .archive.plan import entry_path
     from .archive.tarsplit import reassemble
 
+    root_fds: list[int | OSError] = []  # opened once, not per file
+
     def open_file(name: str) -> BinaryIO:
+        if not root_fds:
+            for root in content_dirs:
+                try:
+                    root_fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                except OSError as exc:
+                    root_fds.append(exc)
         first_error: OSError | None = None
-        for root in content_dirs:
+        path = entry_path(name)
+        for root_fd in root_fds:
             try:
-                return _open_inside(root, name)
+                if isinstance(root_fd, OSError):
+                    raise root_fd
+                # Unbuffered: reassembly reads each file in a few large chunks.
+                return os.fdopen(open_in_root_fd(root_fd, path), "rb", buffering=0)
             except OSError as exc:
                 first_error = first_error or exc
         assert first_error is not None
@@ -113,16 +128,13 @@ def reassembled(tarsplit_path: str, content_dirs: Sequence[str]) -> Iterator[byt
             sentinel=f'file integrity checksum failed for "{name}": {first_error.strerror or first_error}'
         ) from first_error
 
-    with open(tarsplit_path, "rb") as f:
-        yield from reassemble(f, open_file)
-
-
-def _open_inside(root: str, name: str) -> BinaryIO:
-    """Open archive entry *name* under *root* exactly as extraction placed it."""
-    from .archive.apply import open_in_root
-    from .archive.plan import entry_path
-
-    return os.fdopen(open_in_root(root, entry_path(name)), "rb")
+    try:
+        with open(tarsplit_path, "rb") as f:
+            yield from reassemble(f, open_file)
+    finally:
+        for root_fd in root_fds:
+            if not isinstance(root_fd, OSError):
+                os.close(root_fd)
 
 
 def write_stream(chunks: Iterator[bytes], out: BinaryIO, compression: int) -> None:
@@ -130,8 +142,19 @@ def write_stream(chunks: Iterator[bytes], out: BinaryIO, compression: int) -> No
     from .archive.compression import compressing_writer
 
     writer = compressing_writer(compression, out)
-    for chunk in chunks:
-        writer.write(chunk)
+    # Reassembly yields many small pieces (a header segment, then a file): write in batches.
+    batch: list[bytes] = []
+    pending = 0
+    try:
+        for chunk in chunks:
+            batch.append(chunk)
+            pending += len(chunk)
+            if pending >= _WRITE_BATCH:
+                writer.write(b"".join(batch))
+                batch, pending = [], 0
+    finally:  # on an error too: what was produced before it still goes out, as unbatched
+        if batch:
+            writer.write(b"".join(batch))
     writer.close()
 
 

@@ -107,7 +107,17 @@ def _openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
 
 
 def openat2_available() -> bool:
-    """Whether the kernel (and any seccomp filter) lets us use openat2."""
+    """Whether the kernel (and any seccomp filter) lets us use openat2 (probed once)."""
+    global _openat2_ok
+    if _openat2_ok is None:
+        _openat2_ok = _probe_openat2()
+    return _openat2_ok
+
+
+_openat2_ok: bool | None = None
+
+
+def _probe_openat2() -> bool:
     try:
         fd = _openat2(-100, "/", _DIR_FLAGS, _RESOLVE_NO_MAGICLINKS)  # AT_FDCWD
     except (OSError, AttributeError):
@@ -666,11 +676,16 @@ def open_in_root(root: str, path: str) -> int:
     """
     root_fd = os.open(root, _DIR_FLAGS)
     try:
-        if openat2_available():
-            return _openat2(root_fd, path, os.O_RDONLY | os.O_CLOEXEC, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
-        return _open_by_walking(root_fd, path)
+        return open_in_root_fd(root_fd, path)
     finally:
         os.close(root_fd)
+
+
+def open_in_root_fd(root_fd: int, path: str) -> int:
+    """:func:`open_in_root` with the root given as an open directory descriptor."""
+    if openat2_available():
+        return _openat2(root_fd, path, os.O_RDONLY | os.O_CLOEXEC, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+    return _open_by_walking(root_fd, path)
 
 
 def _open_by_walking(root_fd: int, path: str) -> int:
