@@ -62,7 +62,7 @@ class StoreOptions:
     """
 
     __slots__ = ("auto_userns_max_size", "auto_userns_min_size", "disable_volatile", "driver_name",
-                 "driver_options", "driver_priority", "gidmap", "graph_root", "image_store",
+                 "driver_options", "driver_priority", "durable", "gidmap", "graph_root", "image_store",
                  "pull_options", "root_auto_userns_user", "rootless_storage_path", "run_root",
                  "transient_store", "uidmap")
 
@@ -72,7 +72,8 @@ class StoreOptions:
                  uidmap: list[IDMap] | None = None, gidmap: list[IDMap] | None = None,
                  root_auto_userns_user: str = "", auto_userns_min_size: int = AUTO_USERNS_MIN_SIZE,
                  auto_userns_max_size: int = AUTO_USERNS_MAX_SIZE, disable_volatile: bool = False,
-                 transient_store: bool = False, pull_options: dict[str, str] | None = None) -> None:
+                 transient_store: bool = False, pull_options: dict[str, str] | None = None,
+                 durable: bool = True) -> None:
         self.run_root = run_root
         self.graph_root = graph_root
         self.image_store = image_store
@@ -88,6 +89,9 @@ class StoreOptions:
         self.disable_volatile = disable_volatile
         self.transient_store = transient_store
         self.pull_options: dict[str, str] = pull_options if pull_options is not None else {}
+        # Ours, not upstream's: False skips every fsync/syncfs (throw-away stores, CI caches).
+        # Not in storage.conf, which the Go tools also read; see default_store_options().
+        self.durable = durable
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -119,6 +123,7 @@ class StoreOptions:
             disable_volatile=self.disable_volatile,
             transient_store=self.transient_store,
             pull_options=dict(self.pull_options),
+            durable=self.durable,
         )
 
     def to_config_json(self) -> dict[str, Any]:

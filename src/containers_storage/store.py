@@ -75,7 +75,7 @@ def _copies(records: Iterable[R]) -> list[R]:
 class Store:
     """A containers/storage store shared with podman and the Go library."""
 
-    def __init__(self, options: StoreOptions, *, durable: bool = True) -> None:
+    def __init__(self, options: StoreOptions) -> None:
         self.options = options
         self.graph_root = options.graph_root
         self.run_root = options.run_root
@@ -84,7 +84,9 @@ class Store:
         self.graph_options = list(options.driver_options)
         self.uidmap: list[IDMap] = list(options.uidmap)
         self.gidmap: list[IDMap] = list(options.gidmap)
-        self.durable = durable
+        # Syncing is on unless the options or CONTAINERS_STORAGE_SYNC=0 turn it off
+        # (for throw-away stores: a crash may then lose recent changes).
+        self.durable = options.durable and os.environ.get("CONTAINERS_STORAGE_SYNC", "1") != "0"
         atomicio.ensure_dir(self.graph_root)
         atomicio.ensure_dir(self.run_root)
         self.graph_lock: LockFile = get_lockfile(os.path.join(self.graph_root, "storage.lock"))

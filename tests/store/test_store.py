@@ -442,3 +442,19 @@ def test_returned_records_do_not_follow_later_changes(store: Store) -> None:
     assert before[0].big_data_names == [] and before[0].big_data_sizes == {} and before[0].names == ["img"]
     assert before[1].big_data_names == [] and before[1].big_data_digests == {}
     assert before[2].big_data_names == []
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_syncing_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool) -> None:
+    calls: list[str] = []
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda fd, _real=real, _name=name: (calls.append(_name), _real(fd))[1])
+    store = Store.open(StoreOptions(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"),
+                                    driver_name="vfs", durable=durable))
+    try:
+        store.create_layer(names=["x"])
+        store.create_image(names=["i"])
+    finally:
+        store.free()
+    assert bool(calls) is durable
