@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from .errors import ChecksumMismatch
-from .records import IDMap
+from .records import Compression, IDMap
 
 _SWITCH_INTERVAL = 0.0005  # seconds; see extract()
 _WRITE_BATCH = 1 << 20  # bytes; see write_stream()
@@ -93,28 +93,67 @@ def remove_quietly(path: str) -> None:
         pass
 
 
-def reassembled(tarsplit_path: str, content_dirs: Sequence[str]) -> Iterator[bytes]:
+class Reassembly:
     """The layer's original tar stream, rebuilt from its tar-split and files on disk.
 
-    Files are looked up in *content_dirs* in order (overlay: the layer's own
-    ``diff/`` first, then its lowers'), never following a symlink out of them.
+    Iterating yields the stream as bytes; :func:`write_stream` takes a faster path
+    (file data read into one reused buffer).  Files are looked up in *content_dirs*
+    in order (overlay: the layer's own ``diff/`` first, then its lowers'), never
+    following a symlink out of them.
     """
-    from .archive.apply import open_in_root_fd
-    from .archive.plan import entry_path
-    from .archive.tarsplit import reassemble
 
-    root_fds: list[int | OSError] = []  # opened once, not per file
+    def __init__(self, tarsplit_path: str, content_dirs: Sequence[str]) -> None:
+        self.tarsplit_path = tarsplit_path
+        self.content_dirs = list(content_dirs)
 
-    def open_file(name: str) -> BinaryIO:
-        if not root_fds:
-            for root in content_dirs:
+    def __iter__(self) -> Iterator[bytes]:
+        from .archive.tarsplit import reassemble
+
+        with _ContentOpener(self.content_dirs) as opener, open(self.tarsplit_path, "rb") as f:
+            yield from reassemble(f, opener.open)
+
+    def views(self) -> Iterator[bytes | memoryview]:
+        """The stream as :func:`~.archive.tarsplit.reassemble_views` gives it (views are reused)."""
+        from .archive.tarsplit import reassemble_views
+
+        with _ContentOpener(self.content_dirs) as opener, open(self.tarsplit_path, "rb") as f:
+            yield from reassemble_views(f, opener.open)
+
+
+def reassembled(tarsplit_path: str, content_dirs: Sequence[str]) -> Reassembly:
+    """The layer's original tar stream (see :class:`Reassembly`)."""
+    return Reassembly(tarsplit_path, content_dirs)
+
+
+class _ContentOpener:
+    """Opens archive entries inside a layer's content dirs; each dir is opened once."""
+
+    def __init__(self, content_dirs: Sequence[str]) -> None:
+        self.content_dirs = content_dirs
+        self.root_fds: list[int | OSError] = []
+
+    def __enter__(self) -> _ContentOpener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for root_fd in self.root_fds:
+            if not isinstance(root_fd, OSError):
+                os.close(root_fd)
+        self.root_fds = []
+
+    def open(self, name: str) -> BinaryIO:
+        from .archive.apply import open_in_root_fd
+        from .archive.plan import entry_path
+
+        if not self.root_fds:
+            for root in self.content_dirs:
                 try:
-                    root_fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+                    self.root_fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
                 except OSError as exc:
-                    root_fds.append(exc)
+                    self.root_fds.append(exc)
         first_error: OSError | None = None
         path = entry_path(name)
-        for root_fd in root_fds:
+        for root_fd in self.root_fds:
             try:
                 if isinstance(root_fd, OSError):
                     raise root_fd
@@ -128,33 +167,34 @@ def reassembled(tarsplit_path: str, content_dirs: Sequence[str]) -> Iterator[byt
             sentinel=f'file integrity checksum failed for "{name}": {first_error.strerror or first_error}'
         ) from first_error
 
-    try:
-        with open(tarsplit_path, "rb") as f:
-            yield from reassemble(f, open_file)
-    finally:
-        for root_fd in root_fds:
-            if not isinstance(root_fd, OSError):
-                os.close(root_fd)
 
-
-def write_stream(chunks: Iterator[bytes], out: BinaryIO, compression: int) -> None:
+def write_stream(chunks: Iterable[bytes], out: BinaryIO, compression: int) -> None:
     """Write *chunks* to *out*, compressed as asked (gzip/zstd; bzip2/xz are refused)."""
     from .archive.compression import compressing_writer
 
     writer = compressing_writer(compression, out)
-    # Reassembly yields many small pieces (a header segment, then a file): write in batches.
-    batch: list[bytes] = []
-    pending = 0
+    # Uncompressed output goes straight to *out* (which copies or writes what it is given).
+    write: Callable[[bytes | memoryview], object] = out.write if compression == Compression.NONE else writer.write
+    pieces: Iterable[bytes | memoryview] = chunks.views() if isinstance(chunks, Reassembly) else chunks
+    # Reassembly yields many small pieces (a header segment, then a file) and reuses its
+    # buffer: copy them into one batch buffer, written (so consumed) before it is refilled.
+    batch = memoryview(bytearray(_WRITE_BATCH))
+    fill = 0
     try:
-        for chunk in chunks:
-            batch.append(chunk)
-            pending += len(chunk)
-            if pending >= _WRITE_BATCH:
-                writer.write(b"".join(batch))
-                batch, pending = [], 0
+        for piece in pieces:
+            n = len(piece)
+            if fill + n > _WRITE_BATCH:
+                if fill:
+                    write(batch[:fill])
+                    fill = 0
+                if n >= _WRITE_BATCH:
+                    write(piece)
+                    continue
+            batch[fill : fill + n] = piece
+            fill += n
     finally:  # on an error too: what was produced before it still goes out, as unbatched
-        if batch:
-            writer.write(b"".join(batch))
+        if fill:
+            write(batch[:fill])
     writer.close()
 
 
