@@ -18,6 +18,7 @@ v0.11 also wrote the final zero-length read after the end of the stream as a las
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -206,8 +207,9 @@ def _parse_entry(line: bytes, lineno: int) -> Entry:
 
 
 _INT = rb"(0|[1-9][0-9]*)"
-_B64 = rb'([^"\\\x80-\xff]*)'  # ASCII without JSON escapes; b64decode(validate=True) checks the rest
-_SEGMENT_LINE = re.compile(rb'\{"type":2,"payload":"' + _B64 + rb'","position":' + _INT + rb"\}\n?")
+_B64 = rb'([^"\\\x80-\xff]*)'  # ASCII without JSON escapes; a2b_base64(strict_mode) checks the rest
+_SEGMENT_HEAD = b'{"type":2,"payload":"'
+_SEGMENT_TAIL = re.compile(rb'","position":' + _INT + rb"\}\n?")
 _FILE_LINE = re.compile(
     rb'\{"type":1(?:,"name":"([^"\\\x00-\x1f]*)")?(?:,"size":' + _INT + rb')?,"payload":(?:"' + _B64
     + rb'"|null),"position":' + _INT + rb"\}\n?"
@@ -220,19 +222,26 @@ def _fast_entry(line: bytes) -> Entry | None:
     Anything else (escapes, ``name_raw``, other keys or spacing) returns None and goes
     through :func:`_parse_entry`; the result is the same either way.
     """
-    m = _SEGMENT_LINE.fullmatch(line)
-    if m is not None:
-        return Entry(SEGMENT_TYPE, "", None, 0, base64.b64decode(m[1], validate=True), int(m[2]))
+    if line.startswith(_SEGMENT_HEAD):  # long payloads: found with memchr, not a regex scan
+        start = len(_SEGMENT_HEAD)
+        end = line.find(b'"', start)
+        if end < 0:
+            return None
+        m = _SEGMENT_TAIL.fullmatch(line, end)
+        payload = line[start:end]
+        if m is None or b"\\" in payload or not payload.isascii():
+            return None
+        return Entry(SEGMENT_TYPE, "", None, 0, binascii.a2b_base64(payload, strict_mode=True), int(m[1]))
     m = _FILE_LINE.fullmatch(line)
     if m is None:
         return None
-    name, size, payload, position = m.groups()
+    name, size, crc, position = m.groups()
     return Entry(
         FILE_TYPE,
         name.decode("utf-8") if name else "",
         None,
         int(size) if size else 0,
-        None if payload is None else base64.b64decode(payload, validate=True),
+        None if crc is None else binascii.a2b_base64(crc, strict_mode=True),
         int(position),
     )
 
