@@ -15,7 +15,7 @@ Behaviour follows upstream's fork of Go's ``archive/tar`` with raw accounting
 * GNU sparse files are refused (upstream would record a tar-split that cannot be
   reassembled).
 
-The stream is read in 1 MiB blocks; headers are parsed by slicing and payloads
+The stream is read in blocks of up to 4 MiB; headers are parsed by slicing and payloads
 pass straight through (memoryviews of the read buffer, or direct reads for large
 payloads), so memory stays constant whatever the member sizes.
 """
@@ -65,7 +65,8 @@ class _Stream(Protocol):
 
 
 BLOCK = 512
-_CHUNK = 1 << 20  # stream reads and tar-split remainder segments
+_CHUNK = 1 << 20  # tar-split remainder segments (upstream's reads after the end marker)
+_READ = 4 << 20  # stream reads: at least a read-ahead chunk, so that it comes whole, uncopied
 _DIRECT = 64 << 10  # payload reads at least this large bypass the buffer
 _MAX_META = 1 << 20  # PAX / GNU long-name data, as Go's archive/tar
 _GO_SNIFF = 10240  # containers/storage sniffs compression from the first 10240 bytes
@@ -353,7 +354,7 @@ class TarReader:
         while left:
             avail = len(self._buf) - self._pos
             if not avail and left >= _DIRECT:
-                piece = self._read_stream(min(left, _CHUNK))
+                piece = self._read_stream(min(left, _READ))
                 if not piece:
                     self._truncated()
             else:
@@ -405,7 +406,7 @@ class TarReader:
         parts = [self._buf[self._pos :]] if avail else []
         ok = True
         while avail < n:
-            chunk = self._read_stream(_CHUNK)
+            chunk = self._read_stream(_READ)
             if not chunk:
                 ok = False
                 break
@@ -437,7 +438,7 @@ class TarReader:
                 piece: memoryview | bytes = memoryview(self._buf)[self._pos : self._pos + k]
                 self._pos += k
             else:
-                piece = self._read_stream(min(self._remaining, _CHUNK))
+                piece = self._read_stream(min(self._remaining, _READ))
                 if not piece:
                     self._truncated()
             if ts:
