@@ -465,7 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["CONTAINERS_STORAGE_CONF"] = conf
     scratch = Scratch(ws, args.go)
     rows: list[Row] = []
-    notes = [*ws.notes, *inputs.notes, f"{runs} timed runs after one warm-up, subjects interleaved; medians",
+    start_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    notes = [*ws.notes, *inputs.notes, f"load average at the start: {start_load}", f"{runs} timed runs after one warm-up, subjects interleaved; medians",
              f"ours: {' '.join(ours)}; Go: {args.go}; tar: GNU tar -xf FILE -C EMPTYDIR (as root)",
              "peak RSS of our process (max over the runs): " + (
                  "/usr/bin/time -f %M" if os.access(TIME_BINARY, os.X_OK)
@@ -503,6 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
 
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    notes.append(f"load average (1/5/15 min) at the end: {load} on {os.cpu_count()} CPUs; a busy machine "
+                 "slows our two-thread pipeline more than tar")
     targets: list[tuple[str, bool, str]] = []
     for row in rows:
         limit = TARGETS_VS_GO.get(row.case)
