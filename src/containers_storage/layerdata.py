@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
@@ -47,8 +48,7 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
     # Each of its C calls releases the GIL; a short switch interval lets it take the GIL back
     # soon after (with the default 5 ms it would wait behind our Python-heavy loop).
     compression, decoded, raw = open_decompressed_ahead(stream)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
+    _short_switch_interval(True)
     try:
         with open(tarsplit_path, "wb") as tarsplit_file:
             tarsplit = TarSplitWriter(tarsplit_file)
@@ -62,7 +62,7 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
             os.fsync(tarsplit_file.fileno())
         uncompressed_digest = decoded.hexdigest()  # the reader consumed the stream to its end
     finally:
-        sys.setswitchinterval(interval)
+        _short_switch_interval(False)
         decoded.close()
     raw.drain()  # the compressed digest covers every input byte
     return Extracted(
@@ -76,6 +76,26 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
         size=result.size,
         tarsplit_path=tarsplit_path,
     )
+
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+def _short_switch_interval(enter: bool) -> None:
+    """Shorten the GIL switch interval while any extraction runs (process-wide, so counted)."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if enter:
+            if _switch_users == 0:
+                _switch_saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(_switch_saved, _SWITCH_INTERVAL))
+            _switch_users += 1
+        else:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 def temp_tarsplit_path(layers_dir: str) -> str:
