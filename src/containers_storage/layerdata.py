@@ -38,7 +38,7 @@ class Extracted:
 
 def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tarsplit_path: str,
             uidmap: Sequence[IDMap] = (), gidmap: Sequence[IDMap] = (), ignore_chown_errors: bool = False,
-            force_mask: int | None = None, userxattr: bool = False) -> Extracted:
+            force_mask: int | None = None, userxattr: bool = False, durable: bool = True) -> Extracted:
     """Decompress *stream*, apply its tar to *root* and record tar-split at *tarsplit_path*."""
     from .archive.apply import Applier
     from .archive.compression import open_decompressed_ahead
@@ -59,7 +59,8 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
             result = applier.apply(reader)
             tarsplit.close()
             tarsplit_file.flush()
-            os.fsync(tarsplit_file.fileno())
+            if durable:
+                os.fsync(tarsplit_file.fileno())
         uncompressed_digest = decoded.hexdigest()  # the reader consumed the stream to its end
     finally:
         _short_switch_interval(False)

@@ -327,10 +327,11 @@ class Store:
     # ------------------------------------------------------------ layer data
 
     def _driver_tuning(self) -> dict[str, Any]:
-        """Extraction settings that come from the driver's options."""
+        """Extraction settings: the driver's chown and mask options, and whether to sync."""
         return {
             "ignore_chown_errors": bool(getattr(self.driver, "ignore_chown_errors", False)),
             "force_mask": getattr(self.driver, "force_mask", None),
+            "durable": self.durable,
         }
 
     def put_layer(self, id: str | None = None, parent: str | None = None, names: Sequence[str] = (),
