@@ -49,6 +49,7 @@ import lzma
 import queue
 import threading
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, BinaryIO, Protocol
@@ -261,14 +262,15 @@ class _ZlibGzipMember:
         return out
 
 
-class _Format:
+class _Format(ABC):
     """How one compression format is decoded and where its members end."""
 
     name: str = ""
     errors: tuple[type[BaseException], ...] = ()
 
+    @abstractmethod
     def new_member(self) -> _Decompressor:
-        raise NotImplementedError
+        """A decoder for the next member (gzip member, zstd frame, bzip2 stream, xz stream)."""
 
     def next_member(self, source: _Source, leftover: bytes) -> bool:
         """After a member's end: push back the next member's bytes and say whether one follows.
