@@ -24,6 +24,9 @@ R = TypeVar("R", Layer, Image, Container)
 
 _PLAIN_KEY = re.compile(r"^[.0-9a-z]+$")
 
+# Record flag naming big-data items whose new content is written but not yet in place.
+PENDING_BIG_DATA = "pending-big-data"
+
 
 def bigdata_file_name(key: str) -> str:
     """File name of a big-data item: the key itself if plain, else ``=`` + base64."""
@@ -97,9 +100,22 @@ class RecordStore(Generic[R]):
 
     @contextmanager
     def reading(self) -> Iterator[None]:
-        self.lock.acquire_read()
+        # A reader that finds something a crash left half-done (see needs_fixup)
+        # upgrades to the write lock once to finish it, as upstream does for
+        # incomplete layers; read-only stores leave it alone.
+        for _ in range(3):
+            self.lock.acquire_read()
+            try:
+                self._reload_if_changed()
+            except BaseException:
+                self.lock.release_read()
+                raise
+            if self.read_only or self.lock.locked_for_writing or not self.needs_fixup():
+                break
+            self.lock.release_read()
+            with self.writing():
+                pass
         try:
-            self._reload_if_changed()
             yield
         finally:
             self.lock.release_read()
@@ -111,9 +127,22 @@ class RecordStore(Generic[R]):
         self.lock.acquire_write()
         try:
             self._reload_if_changed()
+            if self.needs_fixup():
+                self.fixup()
+                self.save()
             yield
         finally:
             self.lock.release_write()
+
+    def needs_fixup(self) -> bool:
+        """Whether a crash left work half-done that the next writer must finish or undo."""
+        return any(PENDING_BIG_DATA in record.flags for record in self.records)
+
+    def fixup(self) -> None:
+        """Finish what a crash interrupted (write lock held; the caller saves)."""
+        for record in self.records:
+            if PENDING_BIG_DATA in record.flags:
+                self.commit_pending_bigdata(record)
 
     def _reload_if_changed(self) -> None:
         modified = self.lock.modified()
@@ -146,8 +175,10 @@ class RecordStore(Generic[R]):
         """Hook: set runtime-only state of a record read from the *location* file."""
 
     def _after_load(self) -> None:
-        """Hook: fix-ups that may need saving (duplicate names, incomplete layers)."""
-        if self._dedup_names_on_load() and self.lock.locked_for_writing:
+        """Hook: fix-ups that may need saving (duplicate names, half-done work)."""
+        changed = self._dedup_names_on_load()
+        if self.lock.locked_for_writing and (changed or self.needs_fixup()):
+            self.fixup()
             self.save()
 
     def _dedup_names_on_load(self) -> bool:
@@ -287,6 +318,34 @@ class RecordStore(Generic[R]):
         path = self.bigdata_path(record_id, key)
         atomicio.ensure_dir(os.path.dirname(path))
         atomicio.write_file(path, data, durable=self.durable)
+
+    def _pending_path(self, record_id: str, key: str) -> str:
+        path = self.bigdata_path(record_id, key)
+        return os.path.join(os.path.dirname(path), ".pending-" + os.path.basename(path))
+
+    def write_bigdata_pending(self, record: R, key: str, data: bytes) -> None:
+        """First step of replacing a big-data item: its new content, beside the old one.
+
+        The caller then records the new size/digest together with the
+        PENDING_BIG_DATA flag, saves, and calls :meth:`commit_pending_bigdata`.
+        A crash before the save leaves the old item and record (the pending
+        file is litter); after it, the next writer rolls the item forward.
+        """
+        pending = self._pending_path(record.id, key)
+        atomicio.ensure_dir(os.path.dirname(pending))
+        atomicio.write_file(pending, data, durable=self.durable)
+        record.flags = {**record.flags, PENDING_BIG_DATA: [key]}
+
+    def commit_pending_bigdata(self, record: R) -> None:
+        """Move pending items into place and clear the flag (the caller saves)."""
+        keys = record.flags.get(PENDING_BIG_DATA) or []
+        for key in keys if isinstance(keys, list) else []:
+            pending = self._pending_path(record.id, str(key))
+            if os.path.exists(pending):
+                os.replace(pending, self.bigdata_path(record.id, str(key)))
+                if self.durable:
+                    atomicio.fsync_dir(os.path.dirname(pending))
+        record.flags = {k: v for k, v in record.flags.items() if k != PENDING_BIG_DATA}
 
     def read_bigdata(self, record_id: str, key: str) -> bytes:
         with open(self.bigdata_path(record_id, key), "rb") as f:

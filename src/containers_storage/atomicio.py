@@ -13,6 +13,11 @@ from pathlib import Path
 DIR_MODE = 0o700
 
 
+def fsync_dir(path: str) -> None:
+    """Make a directory's entries (renames, creations) durable."""
+    _fsync_dir(path)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

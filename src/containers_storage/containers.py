@@ -93,6 +93,9 @@ class ContainerStore(RecordStore[Container]):
 
     def _store_bigdata(self, container: Container, key: str, data: bytes) -> None:
         self.write_bigdata(container.id, key, data)
+        self._note_bigdata(container, key, data)
+
+    def _note_bigdata(self, container: Container, key: str, data: bytes) -> None:
         # New containers rather than in-place changes: callers may hold shallow copies.
         if key not in container.big_data_names:
             container.big_data_names = [*container.big_data_names, key]
@@ -101,8 +104,17 @@ class ContainerStore(RecordStore[Container]):
                                       key: sha256_digest(data)}
 
     def set_bigdata(self, container: Container, key: str, data: bytes) -> None:
-        self._store_bigdata(container, key, data)
-        self.save({self.location_of(container)})
+        location = {self.location_of(container)}
+        if key not in container.big_data_names:
+            self._store_bigdata(container, key, data)
+            self.save(location)
+            return
+        # Replacing: new content and its digest must change together, even across a crash.
+        self.write_bigdata_pending(container, key, data)
+        self._note_bigdata(container, key, data)
+        self.save(location)
+        self.commit_pending_bigdata(container)
+        self.save(location)
 
     def get_bigdata(self, container: Container, key: str) -> bytes:
         try:

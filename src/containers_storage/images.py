@@ -110,6 +110,9 @@ class ImageStore(RecordStore[Image]):
 
     def _store_bigdata(self, image: Image, key: str, data: bytes, digest: str | None) -> None:
         self.write_bigdata(image.id, key, data)
+        self._note_bigdata(image, key, data, digest)
+
+    def _note_bigdata(self, image: Image, key: str, data: bytes, digest: str | None) -> None:
         # New containers rather than in-place changes: callers may hold shallow copies.
         if key not in image.big_data_names:
             image.big_data_names = [*image.big_data_names, key]
@@ -124,10 +127,19 @@ class ImageStore(RecordStore[Image]):
             if digest_manifest is None:
                 raise DigestUnknown("no manifest digest callback provided")
             digest = digest_manifest(data)
-        self._store_bigdata(image, key, data, digest)
+        replacing = key in image.big_data_names
+        if replacing:
+            # New content and its digest must change together, even across a crash.
+            self.write_bigdata_pending(image, key, data)
+        else:
+            self.write_bigdata(image.id, key, data)
+        self._note_bigdata(image, key, data, digest)
         image.recompute_digests()
         self._rebuild_indexes()
         self.save()
+        if replacing:
+            self.commit_pending_bigdata(image)
+            self.save()
 
     def get_bigdata(self, image: Image, key: str) -> bytes:
         try:

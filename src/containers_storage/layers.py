@@ -91,11 +91,11 @@ class LayerStore(RecordStore[Layer]):
         super().load()
         self._load_mounts_locked()
 
-    def _after_load(self) -> None:
-        changed = self._dedup_names_on_load()
-        if self.lock.locked_for_writing and (changed or self.has_incomplete()):
-            self._clean_incomplete()
-            self.save()
+    def needs_fixup(self) -> bool:
+        return self.has_incomplete()
+
+    def fixup(self) -> None:
+        self._clean_incomplete()
 
     def _clean_incomplete(self) -> None:
         # Staging directories whose extraction died with its process go too
@@ -106,37 +106,8 @@ class LayerStore(RecordStore[Layer]):
             self._delete_data(layer)
             self.remove(layer)
 
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        with super().writing():
-            if self.has_incomplete():
-                self._clean_incomplete()
-                self.save()
-            yield
-
     def has_incomplete(self) -> bool:
         return any(layer.incomplete for layer in self.records)
-
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        # A reader that finds incomplete layers upgrades once to clean them, as
-        # upstream does; read-only stores leave them alone.
-        for _ in range(3):
-            self.lock.acquire_read()
-            try:
-                self._reload_if_changed()
-            except BaseException:
-                self.lock.release_read()
-                raise
-            if self.read_only or not self.has_incomplete() or self.lock.locked_for_writing:
-                break
-            self.lock.release_read()
-            with self.writing():
-                pass
-        try:
-            yield
-        finally:
-            self.lock.release_read()
 
     def save(self, locations: set[str] | None = None) -> None:
         super().save(locations)
