@@ -9,6 +9,7 @@ store holds the layers lock around every call.
 from __future__ import annotations
 
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, NamedTuple
@@ -178,6 +179,18 @@ class Driver(ABC):
         finally:
             _LIVE_STAGING.discard(staging.holder)
             os.close(staging.lock_fd)
+
+    @staticmethod
+    def _require_dir(path: str, what: str) -> None:
+        """LayerUnknown when *path* is missing; other failures (EIO...) propagate as they are."""
+        from ..errors import LayerUnknown
+
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise LayerUnknown(what) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise LayerUnknown(what)
 
     def has_own_content(self, layer_id: str) -> bool:
         """Whether the layer's content directory holds any entry (its own or copied)."""

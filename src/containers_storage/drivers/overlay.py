@@ -384,8 +384,8 @@ class OverlayDriver(Driver):
 
     def stage(self, parent: str | None, opts: CreateOptions) -> Staging:
         """An empty upper directory: overlay layers hold only their own changes."""
-        if parent and not os.path.isdir(self._dir(parent)):
-            raise LayerUnknown(f"overlay: parent {parent}")
+        if parent:
+            self._require_dir(self._dir(parent), f"overlay: parent {parent}")
         staging = self._new_staging("overlay", skip_root=True)
         os.mkdir(staging.root, 0o755)
         return staging

@@ -77,8 +77,7 @@ class VfsDriver(Driver):
         """Make *target* a copy of the parent's tree, or an empty 0555 root."""
         if parent:
             parent_dir = self._dir(parent)
-            if not os.path.isdir(parent_dir):
-                raise LayerUnknown(f"vfs: parent {parent}")
+            self._require_dir(parent_dir, f"vfs: parent {parent}")
             try:
                 _fsutil.copy_tree(
                     parent_dir, target, reflink=self.reflink, ignore_chown_errors=self.ignore_chown_errors
