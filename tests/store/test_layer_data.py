@@ -148,30 +148,34 @@ def test_apply_diff_to_an_existing_layer(store: Store) -> None:
     assert store.layer("target") == before  # the record is unchanged on failure
 
 
+class Slow(io.RawIOBase):
+    """A stream that trickles out *data* (32 KiB per 20 ms) and says when reading began."""
+
+    def __init__(self, data: bytes, started: threading.Event) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.started = started
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        self.started.set()
+        time.sleep(0.02)
+        n = min(len(b), 32 << 10, len(self.data) - self.pos)
+        b[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
 def test_listing_from_another_process_completes_during_a_big_apply(store: Store, driver_name: str) -> None:
     # A slow stream keeps the extraction busy; the layers lock must stay free meanwhile.
     blob = make_tar([(f"f{i}", os.urandom(64 << 10)) for i in range(64)])
     started = threading.Event()
 
-    class Slow(io.RawIOBase):
-        def __init__(self, data: bytes) -> None:
-            self.data = memoryview(data)
-            self.pos = 0
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-            started.set()
-            time.sleep(0.02)
-            n = min(len(b), 32 << 10, len(self.data) - self.pos)
-            b[:n] = self.data[self.pos:self.pos + n]
-            self.pos += n
-            return n
-
     result: list[object] = []
     worker = threading.Thread(target=lambda: result.append(
-        store.put_layer(names=["big"], diff=io.BufferedReader(Slow(blob)))))
+        store.put_layer(names=["big"], diff=io.BufferedReader(Slow(blob, started)))))
     worker.start()
     assert started.wait(10)
     code = ("from containers_storage import Store, StoreOptions\n"
@@ -194,23 +198,7 @@ def test_apply_diff_to_an_empty_layer_does_not_hold_the_lock(store: Store, drive
     blob = make_tar([(f"f{i}", os.urandom(64 << 10)) for i in range(48)])
     started = threading.Event()
 
-    class Slow(io.RawIOBase):
-        def __init__(self, data: bytes) -> None:
-            self.data = memoryview(data)
-            self.pos = 0
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-            started.set()
-            time.sleep(0.02)
-            n = min(len(b), 32 << 10, len(self.data) - self.pos)
-            b[:n] = self.data[self.pos:self.pos + n]
-            self.pos += n
-            return n
-
-    worker = threading.Thread(target=lambda: store.apply_diff("empty", io.BufferedReader(Slow(blob))))
+    worker = threading.Thread(target=lambda: store.apply_diff("empty", io.BufferedReader(Slow(blob, started))))
     worker.start()
     assert started.wait(10)
     code = ("from containers_storage import Store, StoreOptions\n"
