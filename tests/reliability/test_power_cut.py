@@ -217,7 +217,7 @@ def unexpected_errors(cut: Cut) -> list[str]:
     tail = lines[traceback_at:]
     # The kill can land while the traceback is being printed: a tail that stops in the
     # middle of its frames (no final exception line yet) is the cut's too.
-    cut_short = bool(tail) and tail[-1].startswith(" ")
+    cut_short = bool(tail) and (tail[-1].startswith(" ") or tail[-1].startswith("Traceback"))
     if tail and not (cut.cut_first and (cut_short or any(_is_os_error(line) for line in tail))):
         bad.extend(tail)
     return bad
