@@ -7,12 +7,11 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from containers_storage import Store, StoreOptions
+from containers_storage import Store
 from containers_storage import check as ck
 from containers_storage.errors import (
     ContainerImageMissing,
@@ -25,34 +24,6 @@ from containers_storage.errors import (
     LayerUnreferenced,
 )
 from containers_storage.records import Layer
-
-
-def _overlay_unusable() -> str:
-    if os.geteuid() != 0:
-        return "overlay needs root"
-    with open("/proc/filesystems") as f:
-        return "" if "overlay" in f.read() else "kernel has no overlay file system"
-
-
-@pytest.fixture(params=["vfs", "overlay"])
-def driver_name(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    if name == "overlay" and (reason := _overlay_unusable()):
-        pytest.skip(reason)
-    return name
-
-
-@pytest.fixture
-def store(tmp_path: Path, driver_name: str) -> Iterator[Store]:
-    s = Store.open(StoreOptions(graph_root=str(tmp_path / "root"), run_root=str(tmp_path / "run"),
-                                driver_name=driver_name))
-    try:
-        yield s
-    finally:
-        try:
-            s.shutdown(force=True)
-        finally:
-            s.free()
 
 
 def make_tar(*entries: tuple[str, str, object, int]) -> bytes:

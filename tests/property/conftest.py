@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -12,31 +11,6 @@ from pathlib import Path
 import pytest
 
 from containers_storage import Store, StoreOptions
-
-
-def _overlay_usable() -> str:
-    if os.geteuid() != 0:
-        return "overlay needs root"
-    try:
-        with open("/proc/filesystems") as f:
-            if "overlay" not in f.read():
-                return "kernel has no overlay file system"
-    except OSError:
-        return "cannot read /proc/filesystems"
-    try:
-        import containers_storage.drivers.overlay  # noqa: F401
-    except ImportError as exc:
-        return f"overlay driver not importable: {exc}"
-    return ""
-
-
-@pytest.fixture(params=["vfs", "overlay"])
-def driver_name(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    if name == "overlay" and (reason := _overlay_usable()):
-        pytest.skip(reason)
-    return name
-
 
 StoreFactory = Callable[[], AbstractContextManager[Store]]
 

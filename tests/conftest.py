@@ -1,3 +1,5 @@
+"""Fixtures shared by the API-level tests: a fresh store on each driver (vfs, overlay)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
