@@ -8,7 +8,6 @@ saves through the atomic-write helper after recording a new writer token.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -34,6 +33,8 @@ def bigdata_file_name(key: str) -> str:
         raise InvalidBigDataName(f"can't set empty name for big data item {goquote(key)}")
     if _PLAIN_KEY.match(key):
         return key
+    import base64  # rare: only keys with characters outside [.0-9a-z]
+
     return "=" + base64.b64encode(key.encode("utf-8", "surrogateescape")).decode("ascii")
 
 

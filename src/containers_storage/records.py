@@ -64,7 +64,8 @@ def go_escape(data: bytes) -> bytes:
     Those characters can only occur inside JSON strings, so replacing them in
     the encoded bytes is exact.
     """
-    for raw, escaped in _GO_ESCAPES:
+    # U+2028/U+2029 need a scan each; ASCII-only output (the usual case) has neither.
+    for raw, escaped in _GO_ESCAPES[:3] if data.isascii() else _GO_ESCAPES:
         if raw in data:
             data = data.replace(raw, escaped)
     return data
@@ -340,17 +341,20 @@ def _bad(key: str, value: Any) -> TypeError:
     return TypeError(f"field {key!r}: unexpected value {value!r}")
 
 
-def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runtime: tuple[str, ...]) -> None:
-    """Attach ``from_json``, ``to_json`` and ``_copy`` built from *fields* to *cls*.
+def _converter_source(cls: type[_Record]) -> str:
+    """Python source of ``from_json``, ``to_json`` and ``_copy`` for *cls*, from its field table.
 
     Generated straight-line code is several times faster than a loop over the
     table, and these run once per record on every listing.  ``from_json``
     takes ownership of the lists and dicts in *obj* (fresh from the parser).
+    The functions are named ``<kind>_from_json`` etc. (kind = lower-case
+    class name); they live in the generated module ``_recordcode``.
     """
-    load = ["def from_json(cls, obj):", "    g = obj.get", "    r = _new(cls)"]
-    dump = ["def to_json(self):", "    out = {}"]
-    copy = ["def _copy(self):", "    n = _new(type(self))"]
-    for attr, key, kind in fields:
+    kind_name = cls.__name__.lower()
+    load = [f"def {kind_name}_from_json(cls, obj):", "    g = obj.get", "    r = _new(cls)"]
+    dump = [f"def {kind_name}_to_json(self):", "    out = {}"]
+    copy = [f"def {kind_name}_copy(self):", "    n = _new(type(self))"]
+    for attr, key, kind in cls._FIELDS:
         load.append(f"    v = g({key!r})")
         # Absent keys (None) are the common case: test for them inline, call
         # a helper only for values of the wrong type.
@@ -361,9 +365,7 @@ def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runt
             load.append(f"    r.{attr} = v if type(v) is str else _ZERO if v is None else _fail({key!r}, v)")
         elif kind == _INT:
             load.append(f"    r.{attr} = v if type(v) is int else 0 if v is None else _int_or_fail({key!r}, v)")
-        elif kind == _STRS:
-            load.append(f"    r.{attr} = [] if v is None else v if type(v) is list else _fail({key!r}, v)")
-        elif kind == _INTS:
+        elif kind in (_STRS, _INTS):
             load.append(f"    r.{attr} = [] if v is None else v if type(v) is list else _fail({key!r}, v)")
         elif kind == _MAP:
             load.append(f"    r.{attr} = {{}} if v is None else v if type(v) is dict else _fail({key!r}, v)")
@@ -379,22 +381,41 @@ def _generate(cls: type[_Record], fields: tuple[tuple[str, str, int], ...], runt
         else:
             dump.append(f"    if self.{attr}: out[{key!r}] = self.{attr}")
         copy.append(f"    n.{attr} = self.{attr}")
-    for attr in runtime:
-        load.append(f"    r.{attr} = _defaults[{attr!r}]")
+    for attr, default in cls._RUNTIME.items():
+        if type(default) not in (str, int, bool) and default != ():
+            raise TypeError(f"runtime default of {cls.__name__}.{attr} must be a literal or ()")
+        load.append(f"    r.{attr} = {default!r}")
         copy.append(f"    n.{attr} = self.{attr}")
     if cls._LOAD_HOOK:
         load.append(f"    r.{cls._LOAD_HOOK}()")
     load.append("    return r")
     dump.append("    return out")
     copy.append("    return n")
-    namespace: dict[str, Any] = {
-        "_new": object.__new__, "_idmaps": _idmaps, "_sorted_map": sorted_map, "_defaults": cls._RUNTIME,
-        "_fail": _fail, "_int_or_fail": _int_or_fail, "_ZERO": Timestamp.ZERO_TEXT,
-    }
-    exec("\n".join(load + dump + copy), namespace)
-    cls.from_json = classmethod(namespace["from_json"])  # type: ignore[attr-defined]
-    cls.to_json = namespace["to_json"]  # type: ignore[attr-defined]
-    cls._copy = namespace["_copy"]  # type: ignore[attr-defined]
+    return "\n\n\n".join("\n".join(lines) for lines in (load, dump, copy)) + "\n"
+
+
+RECORDCODE_HEADER = '''"""Record converters generated from the field tables in ``records.py``: do not edit.
+
+Checked in (rather than compiled with ``exec`` at run time) so that Python's
+bytecode cache saves every CLI run the compile.  A unit test fails when this
+file is out of date; regenerate it with::
+
+    python -m containers_storage.records > src/containers_storage/_recordcode.py
+"""
+# ruff: noqa
+# mypy: ignore-errors
+
+from .records import Timestamp, _fail, _idmaps, _int_or_fail
+from .records import sorted_map as _sorted_map
+
+_new = object.__new__
+_ZERO = Timestamp.ZERO_TEXT
+'''
+
+
+def recordcode_source() -> str:
+    """The whole text of the generated module ``_recordcode``."""
+    return RECORDCODE_HEADER + "".join(f"\n\n{_converter_source(cls)}" for cls in (Layer, Image, Container))
 
 
 def _fail(key: str, value: Any) -> Any:
@@ -553,19 +574,21 @@ class Image(_Record):
         Go walks a map here (random order); we take ``manifest`` first and then
         the other ``manifest*`` keys in insertion order, which is deterministic.
         """
-        digests: list[str] = []
-        if self.digest:
-            digests.append(validate_digest(self.digest))
-        names = self.big_data_names
-        if names:
-            known = self.big_data_digests
-            ordered = ["manifest"] if "manifest" in known else []
-            ordered += [k for k in names if k != "manifest" and k.startswith("manifest")]
-            for key in ordered:
-                digest = known.get(key)
-                if digest and digest not in digests:
-                    digests.append(validate_digest(digest))
-        if not self.digest and digests:
+        digest = self.digest
+        digests = [validate_digest(digest)] if digest else []
+        known = self.big_data_digests
+        if known:
+            manifest = known.get("manifest")
+            if manifest and manifest != digest:
+                digests.append(validate_digest(manifest))
+            names = self.big_data_names
+            if len(names) > 1 or (names and names[0] != "manifest"):
+                for key in names:
+                    if key != "manifest" and key.startswith("manifest"):
+                        other = known.get(key)
+                        if other and other not in digests:
+                            digests.append(validate_digest(other))
+        if not digest and digests:
             self.digest = digests[0]
         self.digests = digests
 
@@ -620,17 +643,22 @@ class Container(_Record):
 
 
 class _Generated:
-    """Stands in for a generated method until first use, then generates the class's three.
+    """Stands in for a generated method until first use, then attaches the class's three.
 
-    Compiling the converters costs about a millisecond per class, and a CLI
-    run usually touches one kind of record, so each class pays on first use.
+    A CLI run usually touches one kind of record, so the converters are
+    imported on first use rather than with this module.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
 
     def __get__(self, obj: object | None, owner: type[_Record]) -> Any:
-        _generate(owner, owner._FIELDS, tuple(owner._RUNTIME))
+        from . import _recordcode
+
+        prefix = owner.__name__.lower()
+        for name in ("from_json", "to_json", "_copy"):
+            function = getattr(_recordcode, f"{prefix}_{name.lstrip('_')}")
+            setattr(owner, name, classmethod(function) if name == "from_json" else function)
         return getattr(owner if obj is None else obj, self.name)
 
 
@@ -696,3 +724,9 @@ def encode_records(records: Iterable[Layer | Image | Container]) -> bytes:
 
 def encode_record(record: Layer | Image | Container) -> bytes:
     return go_json(record.to_json())
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(recordcode_source())

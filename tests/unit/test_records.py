@@ -170,3 +170,50 @@ def test_time_format_agrees_with_datetime(seconds: int) -> None:
     expected = f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
     assert Timestamp(seconds).format() == expected
     assert Timestamp.parse(expected).seconds == seconds
+
+
+def test_generated_converters_are_current() -> None:
+    """``_recordcode.py`` is generated from the field tables; editing a table means regenerating it."""
+    import pathlib
+
+    from containers_storage import records
+
+    checked_in = pathlib.Path(records.__file__).with_name("_recordcode.py").read_text(encoding="utf-8")
+    assert checked_in == records.recordcode_source(), (
+        "src/containers_storage/_recordcode.py is stale: run "
+        "`python -m containers_storage.records > src/containers_storage/_recordcode.py`")
+
+
+def test_go_escape_ascii_and_unicode_separators() -> None:
+    from containers_storage.records import go_json
+
+    assert go_json(["<a&b>"]) == b'["\\u003ca\\u0026b\\u003e"]'
+    assert go_json(["x\u2028y\u2029é"]) == '["x\\u2028y\\u2029é"]'.encode()
+
+
+_DIGESTS = st.sampled_from(["", "sha256:" + "a" * 64, "sha256:" + "b" * 64, "sha256:" + "c" * 64])
+_KEYS = st.sampled_from(["manifest", "manifest-sha256:x", "manifest-other", "config", "signature"])
+
+
+@given(digest=_DIGESTS, items=st.lists(st.tuples(_KEYS, _DIGESTS), max_size=5, unique_by=lambda kv: kv[0]),
+       extra_known=st.lists(st.tuples(_KEYS, _DIGESTS), max_size=2))
+def test_recompute_digests_matches_the_rule(digest: str, items: list[tuple[str, str]],
+                                            extra_known: list[tuple[str, str]]) -> None:
+    """``digest`` first, then ``manifest``, then other ``manifest*`` items in name order, no repeats."""
+    from containers_storage.records import Image
+
+    known = dict(items)
+    for key, value in extra_known:  # digests recorded for names the list lacks (a damaged record)
+        known.setdefault(key, value)
+    names = [key for key, _ in items]
+    image = Image(id="f" * 64, digest=digest, big_data_names=names, big_data_digests=known)
+    image.recompute_digests()
+    expected: list[str] = [digest] if digest else []
+    ordered = (["manifest"] if "manifest" in known else []) + [
+        k for k in names if k != "manifest" and k.startswith("manifest")]
+    for key in ordered:
+        value = known.get(key)
+        if value and value not in expected:
+            expected.append(value)
+    assert image.digests == expected
+    assert image.digest == (digest or (expected[0] if expected else ""))
