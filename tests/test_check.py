@@ -124,8 +124,36 @@ def test_directory_times_are_not_compared(scene: Scene) -> None:
 
 def test_default_options_are_quick(scene: Scene) -> None:
     assert not ck.check(scene.store)
-    assert ck.check_most().layer_digests is False
-    assert ck.check_everything().layer_digests is True
+    quick, full = ck.check_most(), ck.check_everything()
+    assert (quick.layer_digests, quick.layer_contents, quick.layer_files) == (False, False, True)
+    assert (full.layer_digests, full.layer_contents, full.layer_files) == (True, True, True)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "grown", "replaced-by-dir"])
+def test_quick_pass_finds_missing_and_resized_files(scene: Scene, damage: str) -> None:
+    """What the fast pass flags is confirmed and worded by the full comparison."""
+    path = os.path.join(scene.dir(scene.base), "etc", "passwd")
+    if damage == "deleted":
+        os.unlink(path)
+    elif damage == "grown":
+        with open(path, "ab") as f:
+            f.write(b"x")
+    else:
+        os.unlink(path)
+        os.mkdir(path)
+    quick = texts(scene.store.check(ck.check_most()))["layers"]
+    exact = texts(scene.store.check(contents_without_data()))["layers"]
+    assert quick == exact and list(quick) == [scene.base.id]
+
+
+def test_quick_pass_vouches_for_plain_layers_and_defers_on_whiteouts(scene: Scene) -> None:
+    """Whiteout names send a layer to the exact comparison, which finds it healthy."""
+    from containers_storage.check import _files_present
+
+    ls = scene.store.layer_store
+    assert _files_present(scene.dir(scene.base), ls.tar_split_path(scene.base.id)) is True
+    assert _files_present(scene.dir(scene.child), ls.tar_split_path(scene.child.id)) is False  # whiteouts
+    assert not scene.store.check(ck.check_most())
 
 
 # -- one kind of damage at a time --------------------------------------------------
@@ -189,10 +217,16 @@ def test_size_changed(scene: Scene) -> None:
     assert errors == [f"layer {scene.child.id}: /home/user(size:5\uffeb6): layer content modified"]
 
 
-@pytest.mark.parametrize("quick", [True, False])
-def test_mode_changed(scene: Scene, quick: bool) -> None:
+def contents_without_data() -> ck.CheckOptions:
+    """The full tree comparison with no file data read (``layer_contents`` alone)."""
+    return ck.CheckOptions(layer_contents=True, layer_mountable=True)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_mode_changed(scene: Scene, full: bool) -> None:
     os.chmod(os.path.join(scene.dir(scene.base), "bin", "tool"), 0o755)  # lost its setuid bit
-    report = scene.store.check(ck.check_most() if quick else ck.check_everything())
+    assert not scene.store.check(ck.check_most())  # the quick pass looks at presence and sizes only
+    report = scene.store.check(ck.check_everything() if full else contents_without_data())
     errors = damaged_layer(report, scene, scene.base)
     assert errors == [f"layer {scene.base.id}: /bin/tool(mode:4755\uffeb0755): layer content modified"]
     repair_and_verify(scene, report)
@@ -200,7 +234,7 @@ def test_mode_changed(scene: Scene, quick: bool) -> None:
 
 def test_owner_changed(scene: Scene) -> None:
     os.lchown(os.path.join(scene.dir(scene.base), "etc", "passwd"), 1000, 0)
-    errors = damaged_layer(scene.store.check(), scene, scene.base)
+    errors = damaged_layer(scene.store.check(contents_without_data()), scene, scene.base)
     assert errors == [f"layer {scene.base.id}: /etc/passwd(uid:0\uffeb1000): layer content modified"]
 
 
@@ -208,7 +242,7 @@ def test_symlink_retargeted(scene: Scene) -> None:
     link = os.path.join(scene.dir(scene.base), "lib")
     os.unlink(link)
     os.symlink("usr/lib64", link)
-    report = scene.store.check()
+    report = scene.store.check(contents_without_data())
     errors = damaged_layer(report, scene, scene.base)
     assert errors == [f"layer {scene.base.id}: /lib(target:usr/lib\uffebusr/lib64): layer content modified"]
     repair_and_verify(scene, report)
@@ -220,7 +254,7 @@ def test_hardlink_broken(scene: Scene) -> None:
     path = os.path.join(scene.dir(scene.base), "bin", "tool2")
     shutil.copy2(path, path + ".tmp")
     os.replace(path + ".tmp", path)  # same content and mode, no longer the same inode
-    errors = damaged_layer(scene.store.check(), scene, scene.base)
+    errors = damaged_layer(scene.store.check(contents_without_data()), scene, scene.base)
     assert errors == [f"layer {scene.base.id}: /bin/tool2(hardlink:bin/tool): layer content modified"]
 
 

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 LOGGER_NAME = "containers_storage"
 
 on_first_use: Callable[[logging.Logger], None] | None = None
+#: Set by a program that knows debug messages go nowhere (the CLI without
+#: ``--debug``), so that a debug message does not cost the ``logging`` import.
+debug_off = False
 _logger: logging.Logger | None = None
 
 
@@ -35,4 +38,5 @@ def warning(message: str, *args: Any) -> None:
 
 
 def debug(message: str, *args: Any) -> None:
-    logger().debug(message, *args)
+    if not debug_off:
+        logger().debug(message, *args)

@@ -27,7 +27,15 @@ Options differ from upstream's where upstream's would be slow or wrong:
 * ``layer_mountable`` checks what a mount needs (the layer's directory and its
   lower layers) without mounting anything.
 
-``check_most()`` (the CLI's ``--quick``) leaves out ``layer_digests``.
+* ``layer_files`` (ours) is the quick stand-in for ``layer_contents``: every
+  path the diff named is present and files have their sizes, checked from the
+  tar-split's file entries without parsing headers; a layer failing it gets the
+  full comparison, and only that comparison's findings are reported.
+
+``check_most()`` (the CLI's ``--quick``) leaves out ``layer_digests`` and
+``layer_contents`` and checks ``layer_files``: it finds missing layers, files
+and data items, changed sizes and broken references, not changed modes, owners
+or contents.
 """
 
 from __future__ import annotations
@@ -88,6 +96,7 @@ DEFAULT_UNREFERENCED_MAX_AGE = 24 * 3600.0  # seconds
 _ARROW = "\uffeb"  # upstream's "￫" between the expected and the found value
 _BLOCK = 512
 _CHUNK = 1 << 20
+_SEGMENT_LINE = b'{"type":2,'
 
 
 # --------------------------------------------------------------------------
@@ -106,6 +115,11 @@ class CheckOptions:
     layer_mountable: bool = False
     #: The layer's tree matches its tar-split headers (no file data read).
     layer_contents: bool = False
+    #: Every path the layer's diff named is present, and its regular files have their
+    #: recorded sizes: a fast pass over the tar-split's file entries (no headers parsed).
+    #: A layer that fails it gets the ``layer_contents`` comparison, whose findings are
+    #: what is reported, so this pass can cause no false positive.
+    layer_files: bool = False
     #: Layer big-data items are present and readable.
     layer_data: bool = False
     #: Image big-data items are present, readable and of the recorded size.
@@ -115,14 +129,19 @@ class CheckOptions:
 
 
 def check_most() -> CheckOptions:
-    """The quick checks: everything except reading file contents (upstream ``CheckMost``)."""
-    return CheckOptions(layer_digests=False, layer_mountable=True, layer_contents=True,
+    """The quick checks (upstream ``CheckMost``): no file data read, no full tree comparison.
+
+    As upstream's, it leaves out ``layer_contents``; unlike upstream's it also
+    leaves out ``layer_digests`` (reading every byte of every layer is what a
+    quick check is for avoiding) and adds ``layer_files``.
+    """
+    return CheckOptions(layer_digests=False, layer_mountable=True, layer_contents=False, layer_files=True,
                         layer_data=True, image_data=True, container_data=True)
 
 
 def check_everything() -> CheckOptions:
     """Every check (upstream ``CheckEverything``)."""
-    return CheckOptions(layer_digests=True, layer_mountable=True, layer_contents=True,
+    return CheckOptions(layer_digests=True, layer_mountable=True, layer_contents=True, layer_files=True,
                         layer_data=True, image_data=True, container_data=True)
 
 
@@ -291,7 +310,7 @@ def _check_layer(store: Store, layer: Layer, opts: CheckOptions) -> list[Storage
         for key in layer.big_data_names:
             errors += _check_item(ls.bigdata_path(layer.id, key), None,
                                   f"layer {layer.id}: data item {goquote(key)}", LayerDataMissing, None)
-    if not (opts.layer_mountable or opts.layer_contents or opts.layer_digests):
+    if not (opts.layer_mountable or opts.layer_contents or opts.layer_digests or opts.layer_files):
         return errors
     if not driver.exists(layer.id) or not os.path.isdir(driver.layer_dir(layer.id)):
         return [*errors, LayerMissing(f"layer {layer.id}")]
@@ -300,16 +319,54 @@ def _check_layer(store: Store, layer: Layer, opts: CheckOptions) -> list[Storage
             driver.lower_dirs(layer.id)
         except (StorageError, OSError) as exc:
             errors.append(plain(f"layer {layer.id}: {exc}"))
-    if not (opts.layer_contents or opts.layer_digests):
-        return errors
     tarsplit = ls.tar_split_path(layer.id)
     if not os.path.exists(tarsplit):
+        # Without it the layer's diff cannot be rebuilt (upstream finds this with LayerDigests).
         if layer.uncompressed_digest and not layer.toc_digest:
             errors.append(LayerContentModified(f"layer {layer.id}: tar-split data missing"))
         return errors
+    if not (opts.layer_contents or opts.layer_digests):
+        if not opts.layer_files or _files_present(driver.layer_dir(layer.id), tarsplit):
+            return errors
     scan = _LayerScan(store, layer, tarsplit, read_files=opts.layer_digests)
     errors += scan.run()
     return errors
+
+
+def _files_present(root: str, tarsplit: str) -> bool:
+    """The fast pass of ``layer_files``: False when a path is missing or a file's size differs.
+
+    Works from the tar-split's file entries alone (name and size), so it parses
+    no tar header; whatever it cannot vouch for (whiteouts, names the diff
+    removed again, a PAX global header's pseudo-entry) makes it answer False,
+    and the caller runs the exact comparison.  ``lstat`` below an intermediate
+    symlink could look outside the layer, but it only decides whether to run
+    the exact (fd-relative) comparison, and reads nothing.
+    """
+    from .archive.members import clean_name
+
+    lstat = os.lstat
+    try:
+        for entry in _tarsplit_entries(tarsplit, files_only=True):
+            if entry.get("type") != 1:
+                continue
+            name = entry.get("name")
+            if type(name) is not str:
+                return False  # a raw (non-UTF-8) name: leave it to the exact comparison
+            path = name.removeprefix("./").rstrip("/")
+            if path.startswith((".", "/")) or "//" in path or "/." in path:
+                path = clean_name(path)  # the exact (slower) rule, only where it can matter
+            if not path:
+                continue  # the root
+            if path.rpartition("/")[2].startswith(".wh."):
+                return False
+            st = lstat(f"{root}/{path}")
+            size = entry.get("size") or 0
+            if size and (not stat.S_ISREG(st.st_mode) or st.st_size != size):
+                return False
+    except (OSError, StorageError, ValueError):
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -410,12 +467,14 @@ def _plain_header(raw: bytes) -> Member | None:
                   devminor=minor, raw_name=raw_name)
 
 
-def _tarsplit_entries(path: str) -> Iterator[tuple[int, str | None]]:
-    """``(type, base64 payload)`` of each tar-split entry, parsed a batch of lines at a time.
+def _tarsplit_entries(path: str, files_only: bool = False) -> Iterator[dict[str, Any]]:
+    """Each tar-split entry as a JSON object, parsed a batch of lines at a time.
 
     Equivalent to :func:`.archive.tarsplit.read_tarsplit` for what a check
     needs (an unparsable unterminated last line ends the stream there too), but
-    one ``json.loads`` per megabyte instead of one per line.
+    one ``json.loads`` per megabyte instead of one per line.  *files_only*
+    skips the segment lines (which both Go and we write as ``{"type":2,...``)
+    before parsing: they are most of the bytes.
     """
     import json
 
@@ -451,17 +510,20 @@ def _tarsplit_entries(path: str) -> Iterator[tuple[int, str | None]]:
                 tail = block
                 continue
             tail = block[cut + 1:]
-            lines = block[:cut].strip(b"\n").replace(b"\n\n", b"\n")
+            if files_only:
+                lines = b"\n".join([line for line in block[:cut].split(b"\n")
+                                    if line and not line.startswith(_SEGMENT_LINE)])
+            else:
+                lines = block[:cut].strip(b"\n").replace(b"\n\n", b"\n")
             if lines:
-                for obj in parse(lines):
-                    yield obj.get("type", 0), obj.get("payload")
+                yield from parse(lines)
         if tail.strip():
             try:
                 obj = json.loads(tail)
             except ValueError:
                 return  # an unterminated, unparsable tail is taken as EOF
             if isinstance(obj, dict):
-                yield obj.get("type", 0), obj.get("payload")
+                yield obj
 
 
 class _LayerScan:
@@ -569,7 +631,8 @@ class _LayerScan:
         pending: list[bytes] = []
         pad = 0
         decode = binascii.a2b_base64
-        for kind, payload in _tarsplit_entries(self.tarsplit):
+        for entry in _tarsplit_entries(self.tarsplit):
+            kind, payload = entry.get("type", 0), entry.get("payload")
             if kind == 2:  # segment
                 if payload:
                     segment = decode(payload)

@@ -352,14 +352,15 @@ def _run(arguments: list[str], streams: _Streams) -> int:
         return 1
 
     debug = bool(values["debug"])
+    from .. import _log
+
+    _log.debug_off = not debug  # without --debug, debug messages go nowhere: skip them early
     if debug or "logging" in sys.modules:  # already paid for: (re)configure now
         from .logrus import configure_logging
 
         configure_logging(streams.stderr, debug)
     else:
         # Most runs log nothing: configure logging only if the library asks for a logger.
-        from .. import _log
-
         def configure_quietly(_logger: object) -> None:
             from .logrus import configure_logging
 

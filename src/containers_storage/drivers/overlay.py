@@ -26,10 +26,8 @@ from __future__ import annotations
 import base64
 import errno
 import os
-import secrets
 import shutil
 import stat
-import subprocess
 from typing import ClassVar
 
 from ..errors import DriverError, LayerUnknown, MaxDepthExceeded, NotSupported
@@ -48,7 +46,7 @@ _MOUNT_PROGRAM_FLAG = ".has-mount-program"
 
 def new_link_id() -> str:
     """26 chars of base32 over 17 random bytes: what upstream's generateID(idLength) yields."""
-    return base64.b32encode(secrets.token_bytes(17)).decode()[:26]
+    return base64.b32encode(os.urandom(17)).decode()[:26]
 
 
 def _check_id(layer_id: str) -> str:
@@ -707,6 +705,8 @@ class OverlayDriver(Driver):
     ) -> None:
         data_opts = [o for o in options if o not in ("ro", "rw")]
         data = self._data(lowers, upper, work, data_opts)
+        import subprocess  # only for a FUSE mount program: keeps the driver's import light
+
         proc = subprocess.run(
             [self.mount_program, "-o", data, target],
             cwd=self.home,
@@ -727,6 +727,8 @@ class OverlayDriver(Driver):
             return
         self._counts.pop(target, None)
         if self.mount_program and _fsutil.is_mountpoint(target):
+            import subprocess
+
             for tool in ("fusermount3", "fusermount"):
                 exe = shutil.which(tool)
                 if (
