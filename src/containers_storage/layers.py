@@ -53,6 +53,7 @@ class LayerStore(RecordStore[Layer]):
         ]
         self.driver = driver
         self.run_dir = run_dir
+        self._recovered = False
         self._by_compressed: dict[str, list[Layer]] = {}
         self._by_uncompressed: dict[str, list[Layer]] = {}
         super().__init__(directory, os.path.join(directory, "layers.lock"), files,
@@ -93,6 +94,14 @@ class LayerStore(RecordStore[Layer]):
 
     def needs_fixup(self) -> bool:
         return self.has_incomplete()
+
+    def _after_load(self) -> None:
+        super()._after_load()
+        # The first load under the write lock also repairs what a crash can leave in the
+        # driver (dead staging directories, lost overlay links): cheap when all is well.
+        if self.lock.locked_for_writing and not self._recovered and not self.read_only:
+            self._recovered = True
+            self.driver.recover()
 
     def fixup(self) -> None:
         self._clean_incomplete()

@@ -116,6 +116,58 @@ def test_incomplete_layer_is_cleaned_by_next_writer(tmp_path: Path, driver_name:
     assert bad.id not in os.listdir(os.path.dirname(store.driver.layer_dir(good.id)))
 
 
+def _in_new_process(opts: StoreOptions, body: str) -> subprocess.CompletedProcess[str]:
+    code = ("from containers_storage import Store, StoreOptions\n"
+            f"s=Store.open(StoreOptions(graph_root={opts.graph_root!r}, run_root={opts.run_root!r},"
+            f" driver_name={opts.driver_name!r}))\n" + body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
+def test_next_writer_recreates_lost_overlay_links_and_a_reader_does_not(tmp_path: Path) -> None:
+    """A crash of a tool that did not sync can lose l/ links; the next writer makes them again."""
+    from tests.conftest import _overlay_usable
+
+    if reason := _overlay_usable():
+        pytest.skip(reason)
+    opts = StoreOptions(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"), driver_name="overlay")
+    store = Store.open(opts)
+    base = store.create_layer()
+    child = store.create_layer(parent=base.id)
+    home = os.path.join(opts.graph_root, "overlay")
+    link = Path(home, base.id, "link").read_text()
+    os.unlink(os.path.join(home, "l", link))
+    store.free()
+    _in_new_process(opts, "s.layers()\n")  # a reader changes nothing
+    assert not os.path.lexists(os.path.join(home, "l", link))
+    out = _in_new_process(opts, "s.create_layer()\n")
+    assert os.readlink(os.path.join(home, "l", link)) == f"../{base.id}/diff"
+    assert "fewer links than layers" in out.stderr
+    store = Store.open(opts)
+    try:
+        assert os.path.isdir(store.mount(child.id))
+    finally:
+        store.shutdown(force=True)
+        store.free()
+
+
+def test_next_writer_removes_dead_staging_dirs(tmp_path: Path, driver_name: str) -> None:
+    """An extraction killed before its commit leaves a staging dir and no record."""
+    opts = StoreOptions(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"), driver_name=driver_name)
+    store = Store.open(opts)
+    store.create_layer()
+    from containers_storage.drivers.base import CreateOptions
+
+    staging = store.driver.stage(None, CreateOptions())
+    os.close(staging.lock_fd)  # as if its process died: nobody holds the staging lock
+    store.free()
+    holder = staging.holder
+    assert os.path.isdir(holder)
+    _in_new_process(opts, "s.layers()\n")
+    assert os.path.isdir(holder)  # readers leave it
+    _in_new_process(opts, "s.create_layer()\n")
+    assert not os.path.exists(holder)
+
+
 def test_corrupt_layers_json_is_reported_and_never_rewritten(tmp_path: Path) -> None:
     opts = StoreOptions(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"), driver_name="vfs")
     store = Store.open(opts)

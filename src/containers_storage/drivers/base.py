@@ -213,6 +213,13 @@ class Driver(ABC):
         os.rename(target, os.path.join(staging.holder, "replaced"))
         os.rename(staging.root, target)
 
+    def recover(self) -> None:
+        """Repair what a crash can leave behind; the first writer to load the layers calls it.
+
+        Runs on every writing process, so it must be cheap when nothing is wrong.
+        """
+        self.clean_stale_staging()
+
     def clean_stale_staging(self) -> list[str]:
         """Remove staging directories whose lock nobody holds (left by a crash)."""
         from ..lockfile import try_lock_path

@@ -30,6 +30,7 @@ import shutil
 import stat
 from typing import ClassVar
 
+from .. import _log
 from ..errors import DriverError, LayerUnknown, MaxDepthExceeded, NotSupported
 from . import _fsutil
 from ._fsutil import mapped_root, parse_bool, parse_key_value
@@ -515,6 +516,19 @@ class OverlayDriver(Driver):
             extra.append(os.path.join(layer_dir, f"diff{n}"))
             n += 1
         return extra
+
+    def recover(self) -> None:
+        super().recover()
+        # A lost l/ link shows as fewer links than layers; counting both is two directory
+        # reads, where checking each layer's link would read a file per layer.
+        try:
+            links = len(os.listdir(os.path.join(self.home, LINK_DIR)))
+        except FileNotFoundError:
+            links = 0
+        if links < len(self.list_layers()):
+            _log.warning("overlay: %s has fewer links than layers; recreating the missing ones",
+                         os.path.join(self.home, LINK_DIR))
+            self.repair_links()
 
     def repair_links(self) -> None:
         """Recreate missing ``l/`` links and ``link`` files, drop links to nowhere (§9.6)."""
