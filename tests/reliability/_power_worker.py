@@ -7,9 +7,6 @@ one of:
 - ``no-syncfs``: layers are marked complete without ``syncfs`` of their files;
 - ``no-fdatasync``: atomic writes rename a file whose data was never synced;
 - ``none``: no mutation.
-
-Whatever the mutant, the worker never overwrites an existing image big-data item (see
-``no_overwrite``).
 """
 
 from __future__ import annotations
@@ -19,26 +16,10 @@ import runpy
 import sys
 from pathlib import Path
 
-OVERWRITE_SKIPPED = "overwrite of a big-data item skipped"
-
 
 def main() -> None:
     mutant, *args = sys.argv[1:]
-    from containers_storage import Store, atomicio
-    from containers_storage.errors import StorageError
-
-    # Never overwrite an image's big-data item: a later worker reusing a key could be cut
-    # between writing the file and recording its digest, which leaves the acknowledged digest
-    # recorded over different content (test_power_cut.py::test_big_data_overwrite_cut_midway
-    # shows that window; here it would only make the random test flaky).
-    set_image_big_data = Store.set_image_big_data
-
-    def no_overwrite(self: Store, ref: str, key: str, data: bytes, digest_manifest: object = None) -> None:
-        if key in self.list_image_big_data(ref):
-            raise StorageError(OVERWRITE_SKIPPED)
-        set_image_big_data(self, ref, key, data, digest_manifest)  # type: ignore[arg-type]
-
-    Store.set_image_big_data = no_overwrite  # type: ignore[method-assign]
+    from containers_storage import atomicio
 
     if mutant == "no-syncfs":
         atomicio.sync_filesystem = lambda path: None  # type: ignore[assignment]

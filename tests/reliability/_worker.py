@@ -63,9 +63,12 @@ def main() -> None:
             elif op == "bigdata" and images:
                 image_id = rng.choice(images)
                 data = rng.randbytes(rng.randint(1, 5000))
-                store.set_image_big_data(image_id, f"key{counter}", data)
-                ack(op="bigdata", id=image_id, key=f"key{counter}",
-                    digest="sha256:" + hashlib.sha256(data).hexdigest())
+                key = f"key{rng.randint(0, 5)}"  # a small pool: many writes replace an item
+                digest = "sha256:" + hashlib.sha256(data).hexdigest()
+                # Announced first: a kill between here and the ack may leave either value.
+                ack(op="begin-bigdata", id=image_id, key=key, digest=digest)
+                store.set_image_big_data(image_id, key, data)
+                ack(op="bigdata", id=image_id, key=key, digest=digest)
             elif op == "container" and images:
                 ctr = store.create_container(names=[f"c{seed}-{counter}"], image=rng.choice(images))
                 ack(op="container", id=ctr.id, layer=ctr.layer, name=f"c{seed}-{counter}")

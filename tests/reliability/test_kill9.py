@@ -37,7 +37,18 @@ class Expected:
     layers: dict[str, str] = field(default_factory=dict)  # id -> diff digest
     layer_names: dict[str, set[str]] = field(default_factory=dict)
     images: set[str] = field(default_factory=set)
-    bigdata: dict[tuple[str, str], str] = field(default_factory=dict)
+    bigdata: dict[tuple[str, str], str] = field(default_factory=dict)  # acknowledged digest
+    bigdata_inflight: dict[tuple[str, str], str] = field(default_factory=dict)  # announced, not acked
+
+    def bigdata_allowed(self) -> dict[tuple[str, str], set[str]]:
+        """Digests each image's item may have; "" means it may be absent (never acknowledged)."""
+        allowed: dict[tuple[str, str], set[str]] = {}
+        for key in self.bigdata.keys() | self.bigdata_inflight.keys():
+            if key[0] in self.images:
+                allowed[key] = {d for d in (self.bigdata.get(key), self.bigdata_inflight.get(key)) if d}
+                if key not in self.bigdata:
+                    allowed[key].add("")
+        return allowed
     containers: set[str] = field(default_factory=set)
     gone_layers: set[str] = field(default_factory=set)
     gone_images: set[str] = field(default_factory=set)
@@ -69,8 +80,11 @@ def replay(acklog: Path) -> Expected:
             exp.layer_names.setdefault(entry["id"], set()).add(entry["name"])
         elif op == "image":
             exp.images.add(entry["id"])
+        elif op == "begin-bigdata":
+            exp.bigdata_inflight[(entry["id"], entry["key"])] = entry["digest"]
         elif op == "bigdata":
             exp.bigdata[(entry["id"], entry["key"])] = entry["digest"]
+            exp.bigdata_inflight.pop((entry["id"], entry["key"]), None)
         elif op == "container":
             exp.containers.add(entry["id"])
         elif op == "delete-container":
@@ -108,11 +122,16 @@ def verify(store: Store, exp: Expected, driver: str, full_check: bool = False) -
     images = {image.id for image in store.images()}
     assert exp.images <= images, f"acknowledged images lost: {exp.images - images}"
     assert not (exp.gone_images & images)
-    for (image_id, key), digest in exp.bigdata.items():
-        assert store.image_big_data_digest(image_id, key) == digest
-        import hashlib
+    import hashlib
 
-        assert "sha256:" + hashlib.sha256(store.image_big_data(image_id, key)).hexdigest() == digest
+    for (image_id, key), allowed in exp.bigdata_allowed().items():
+        if "" in allowed and key not in store.list_image_big_data(image_id):
+            continue
+        recorded = store.image_big_data_digest(image_id, key)
+        assert recorded in allowed, f"image {image_id} item {key}: digest {recorded}, expected one of {allowed}"
+        content = store.image_big_data(image_id, key)
+        assert "sha256:" + hashlib.sha256(content).hexdigest() == recorded, (
+            f"image {image_id} item {key}: content does not match its recorded digest")
     containers = {c.id for c in store.containers()}
     assert exp.containers <= containers, f"acknowledged containers lost: {exp.containers - containers}"
     assert not (exp.gone_containers & containers)
