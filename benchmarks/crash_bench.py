@@ -14,8 +14,8 @@ a loop stops at its first failure and says so.  The store is started afresh ever
 ``--epoch`` trials so that the checks don't grow with the trial count.
 
 ``--durability`` times our ``import-layer -f`` (the CLI, vfs driver, a fresh store every
-run) of (a) a tar of ``/usr/lib/python3*`` (~100 MB, a few thousand files) and (b) 20,000
-small files, with syncing on (the default) and off (``CONTAINERS_STORAGE_SYNC=0``), on an
+run) of the layer benchmark's inputs, (a) the Debian minbase rootfs and (b) 20,000 small
+files, with syncing on (the default) and off (``CONTAINERS_STORAGE_SYNC=0``), on an
 XFS loop device (buffered, and with ``--direct-io=on`` so that writes and flushes reach
 the disk) and on the normal disk under ``--disk-dir``, in one run: medians of
 ``--runs`` (default 3) and the ratio on/off.  Dirty data is flushed (``sync``) before every
@@ -26,7 +26,6 @@ shared with whatever else runs on the machine, so its figures are noisier.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import shutil
@@ -156,22 +155,15 @@ def mutants(workdir: Path) -> None:
 
 
 def make_inputs(workdir: Path) -> dict[str, Path]:
-    inputs = {}
-    tree = workdir / "python-lib.tar"
-    with tarfile.open(tree, "w") as tar:
-        for lib in sorted(Path("/usr/lib").glob("python3*")):
-            tar.add(lib, arcname=lib.name)
-    inputs["python3 libs"] = tree
-    small = workdir / "small-files.tar"
-    rng = random.Random(7)
-    with tarfile.open(small, "w") as tar:
-        for i in range(20_000):
-            data = rng.randbytes(rng.randint(0, 2048))
-            info = tarfile.TarInfo(f"d{i // 500:03d}/f{i:05d}")
-            info.size, info.mtime = len(data), 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    inputs["20,000 small files"] = small
-    return inputs
+    """The rootfs and 20,000-small-files layers of ``layer_bench.py`` (built once, cached there)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import layer_bench
+
+    inputs = layer_bench.prepare_inputs(layer_bench.DEFAULT_WORKDIR, False, {"rootfs", "small"})
+    for note in inputs.notes:
+        log(note)
+    return {"rootfs": Path(inputs.files["rootfs (tar)"]),
+            "20,000 small files": Path(inputs.files["small files"])}
 
 
 def describe(path: Path) -> str:
