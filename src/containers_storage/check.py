@@ -188,8 +188,12 @@ def _add(problems: Problems, key: str, *errors: StorageError) -> None:
 # Check
 
 
-def check(store: Store, options: CheckOptions | None = None) -> CheckReport:
-    """Examine *store* and report what is damaged (default options: :func:`check_most`)."""
+def check(store: Store, options: CheckOptions | None = None,
+          on_progress: Callable[[int, int], None] | None = None) -> CheckReport:
+    """Examine *store* and report what is damaged (default options: :func:`check_most`).
+
+    *on_progress*, if given, is called with (layers checked, layers in all) after each layer.
+    """
     opts = options if options is not None else check_most()
     report = CheckReport()
     with store._locked(layers="r", images="r", containers="r"):
@@ -199,9 +203,11 @@ def check(store: Store, options: CheckOptions | None = None) -> CheckReport:
         for layer in layers:
             report.layer_parents[layer.id] = layer.parent
             referenced[layer.id] = False
-        for layer in layers:
+        for done, layer in enumerate(layers, 1):
             _log.debug("checking layer %s", layer.id)
             _add(report.layers, layer.id, *_check_layer(store, layer, opts))
+            if on_progress is not None:
+                on_progress(done, len(layers))
         for layer in layers:
             if layer.parent and layer.parent not in referenced:
                 _add(report.layers, layer.id, LayerMissing(f"layer {layer.parent}"))

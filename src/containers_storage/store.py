@@ -1046,11 +1046,15 @@ class Store:
 
     # ---------------------------------------------------------------- check
 
-    def check(self, options: CheckOptions | None = None) -> CheckReport:
-        """Report damaged layers, images and containers (see :func:`containers_storage.check.check`)."""
+    def check(self, options: CheckOptions | None = None,
+              on_progress: Callable[[int, int], None] | None = None) -> CheckReport:
+        """Report damaged layers, images and containers (see :func:`containers_storage.check.check`).
+
+        *on_progress* is called with (layers checked, layers in all) after each layer.
+        """
         from .check import check
 
-        return check(self, options)
+        return check(self, options, on_progress)
 
     def repair(self, report: CheckReport, remove_containers: bool = False) -> list[StorageError]:
         """Remove what *report* found damaged and what depends on it; returns the failures."""

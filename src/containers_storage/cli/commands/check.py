@@ -37,7 +37,13 @@ def _run(ctx: Context) -> int:
             options.layer_unreferenced_max_age = parse_go_duration(max_age)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-    report = ctx.store.check(options)
+    from ..progress import Progress
+
+    progress = Progress(ctx.stderr, "checking layers")
+    try:
+        report = ctx.store.check(options, on_progress=progress.count)
+    finally:
+        progress.done()
     if ctx.json:
         ctx.emit_json(_report_json(report))
     else:

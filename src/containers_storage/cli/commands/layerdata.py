@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO, BinaryIO
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, BinaryIO, cast
 
 from ..context import Action, CommandError, Context
 from ..flags import bool_flag, string_flag
@@ -27,11 +29,24 @@ def _input(ctx: Context) -> BinaryIO:
     return stream
 
 
+@contextmanager
+def _input_with_progress(ctx: Context, label: str) -> Iterator[BinaryIO]:
+    """The command's input; on a terminal, how much of it was read is shown meanwhile."""
+    from ..progress import Progress, ProgressReader
+
+    progress = Progress(ctx.stderr, label)
+    with _input(ctx) as diff:
+        try:
+            yield cast(BinaryIO, ProgressReader(diff, progress)) if progress.enabled else diff
+        finally:
+            progress.done()
+
+
 # -- import-layer
 
 
 def _import_layer(ctx: Context, args: list[str]) -> int:
-    with _input(ctx) as diff:
+    with _input_with_progress(ctx, "importing layer") as diff:
         new, _size = ctx.store.put_layer(**new_layer_arguments(ctx, args), diff=diff)
     return print_new_layer(ctx, new)
 
@@ -43,7 +58,7 @@ import_layer = Action(_import_layer, (*NEW_LAYER_FLAGS, INPUT_FILE))
 
 
 def _applydiff(ctx: Context, args: list[str]) -> int:
-    with _input(ctx) as diff:
+    with _input_with_progress(ctx, "applying diff") as diff:
         ctx.store.apply_diff(args[0], diff)
     return 0
 
