@@ -95,3 +95,25 @@ def test_child_changes_and_sizes_agree(go: CLI, our_cli: CLI, tmp_path: Path) ->
         assert Path(mount, "usr", "bin", "alias").is_symlink()
     finally:
         go("unmount", our_child)
+
+
+def test_our_check_finds_nothing_wrong_in_go_layers_and_real_damage(go: CLI, our_cli: CLI, tmp_path: Path) -> None:
+    """No false positives on layers the Go binary made (its tar-split, whiteouts, links, fifo)."""
+    base = tmp_path / "base.tar"
+    base.write_bytes(_tar(tmp_path))
+    child = tmp_path / "child.tar"
+    child.write_bytes(_child_tar())
+    go_base = go.create("import-layer", "-f", str(base))
+    go_child = go.create("import-layer", "-f", str(child), go_base)
+    go("create-image", go_child)
+    for flags in ((), ("-q",)):
+        result = our_cli("check", *flags, check=False)
+        assert (result.rc, result.stdout, result.stderr) == (0, "", ""), flags
+    # A file the Go layer's diff named goes missing: both modes name it.
+    home = Path(our_cli.graph_root, our_cli.driver)
+    tool = next(p for p in home.glob("*/**/usr/bin/tool") if go_base in str(p))
+    tool.unlink()
+    for flags in ((), ("-q",)):
+        result = our_cli("check", *flags, check=False)
+        assert result.rc == 1, flags
+        assert f" layer {go_base}: -/usr/bin/tool: layer content modified" in result.stdout.splitlines(), flags
