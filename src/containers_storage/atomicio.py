@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 DIR_MODE = 0o700
 
@@ -79,6 +80,30 @@ def read_file(path: str | Path) -> bytes:
             return f.read()
     except FileNotFoundError:
         return b""
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_sync_file_range: Any = None
+
+
+def start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing *fd*'s dirty pages now, without waiting for it.
+
+    Called on each large file of a layer being extracted, so that the disk is busy
+    while extraction goes on and the final ``syncfs`` has little left to wait for
+    (dpkg does the same).  Best effort: any failure is ignored.
+    """
+    global _sync_file_range
+    if _sync_file_range is None:
+        import ctypes
+
+        function = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+        if function is not None:
+            function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+            function.restype = ctypes.c_int
+        _sync_file_range = function or False
+    if _sync_file_range:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def sync_filesystem(path: str) -> None:

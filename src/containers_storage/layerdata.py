@@ -55,7 +55,8 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
             reader = TarReader(decoded, tarsplit=tarsplit, digest=False)
             applier = Applier(root, mode="overlay" if whiteouts == "overlay" else "naive", uidmap=tuple(uidmap),
                               gidmap=tuple(gidmap), ignore_chown_errors=ignore_chown_errors,
-                              force_mask=force_mask, userxattr=userxattr, skip_root=skip_root)
+                              force_mask=force_mask, userxattr=userxattr, skip_root=skip_root,
+                              writeback=durable)
             result = applier.apply(reader)
             tarsplit.close()
             tarsplit_file.flush()

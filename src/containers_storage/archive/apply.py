@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from ..atomicio import start_writeback
 from ..errors import ArchiveError, StorageError, goquote
 from ..records import IDMap
 from . import plan as p
@@ -77,6 +78,7 @@ _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _MAX_LINKS = 40
+_WRITEBACK_MIN = 256 << 10  # smaller files are left to the final syncfs
 
 
 class _OpenHow(ctypes.Structure):
@@ -287,8 +289,12 @@ class Applier:
         in_userns: bool | None = None,
         use_openat2: bool | None = None,
         umask: int | None = None,
+        writeback: bool = False,
     ) -> None:
         self.root = os.fspath(root)
+        # Start writing big files to disk as soon as they are extracted (the caller will
+        # syncfs the layer before recording it complete).
+        self.writeback = writeback
         self.options = p.PlanOptions(
             mode=mode,
             uidmap=tuple(uidmap),
@@ -519,6 +525,8 @@ class _Run:
         try:
             if a.size:
                 reader.copy_data(fd)
+                if a.size >= _WRITEBACK_MIN and self.a.writeback:
+                    start_writeback(fd)
             self._meta(a.attrs, d.fd, name, fd)
         finally:
             os.close(fd)
