@@ -214,3 +214,41 @@ def test_apply_diff_to_an_empty_layer_does_not_hold_the_lock(store: Store, drive
     assert still_applying, "the apply finished before the other process ran: test too fast"
     assert store.layer("empty").uncompressed_digest == sha(blob)
     assert sorted(layer_tree(store, "empty")) == sorted(f"f{i}" for i in range(48))
+
+
+def _tar_with_symlinked_parent() -> bytes:
+    """``lib`` is a symlink to ``usr/lib`` and a later entry is written through it."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in ("usr/", "usr/lib/"):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        link = tarfile.TarInfo("lib")
+        link.type, link.linkname = tarfile.SYMTYPE, "usr/lib"
+        tar.addfile(link)
+        for name, data in (("usr/lib/a.so", b"direct"), ("lib/b.so", b"through the link")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_diff_reads_files_named_through_an_in_layer_symlink(store: Store) -> None:
+    raw = _tar_with_symlinked_parent()
+    layer, _ = store.put_layer(diff=io.BytesIO(raw))
+    out = io.BytesIO()
+    store.diff(layer.id, out=out, compression=Compression.NONE)
+    assert out.getvalue() == raw
+
+
+def test_diff_never_reads_outside_the_layer_through_a_planted_symlink(store: Store, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "hostname").write_bytes(b"base\n")  # same content: a naive reader would not notice
+    layer, _ = store.put_layer(diff=io.BytesIO(BASE))
+    etc = os.path.join(store.driver.layer_dir(layer.id), "etc")
+    os.rename(etc, etc + ".moved")
+    os.symlink(str(outside), etc)  # an absolute link: it points out of the layer
+    with pytest.raises(errors.ChecksumMismatch, match="etc/hostname"):
+        store.diff(layer.id, out=io.BytesIO(), compression=Compression.NONE)

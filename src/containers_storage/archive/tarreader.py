@@ -80,6 +80,12 @@ _SPARSE_VERSIONS = frozenset(((b"0", b"0"), (b"0", b"1"), (b"1", b"0")))
 
 def go_clean(path: bytes) -> bytes:
     """Go's ``filepath.Clean`` on bytes: the key upstream uses to find duplicate entries."""
+    # Most names are already clean apart from a leading "./": no "." or ".." segment, no
+    # empty one, no trailing slash.  Checking that is a few C scans; splitting is not.
+    rest = path[2:] if path.startswith(b"./") else path
+    if rest and not rest.startswith((b".", b"/")) and b"/." not in rest and b"//" not in rest \
+            and not rest.endswith(b"/"):
+        return rest
     rooted = path.startswith(b"/")
     parts: list[bytes] = []
     for seg in path.split(b"/"):
