@@ -56,7 +56,7 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
             applier = Applier(root, mode="overlay" if whiteouts == "overlay" else "naive", uidmap=tuple(uidmap),
                               gidmap=tuple(gidmap), ignore_chown_errors=ignore_chown_errors,
                               force_mask=force_mask, userxattr=userxattr, skip_root=skip_root,
-                              writeback=durable)
+                              writeback=durable and _has_writeback(root))
             result = applier.apply(reader)
             tarsplit.close()
             tarsplit_file.flush()
@@ -78,6 +78,19 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
         size=result.size,
         tarsplit_path=tarsplit_path,
     )
+
+
+_TMPFS_MAGIC = 0x01021994
+
+
+def _has_writeback(path: str) -> bool:
+    """False on tmpfs: nothing to write back, and asking for it there slows extraction."""
+    from .drivers._fsutil import statfs_magic
+
+    try:
+        return statfs_magic(path) != _TMPFS_MAGIC
+    except OSError:
+        return True
 
 
 _switch_lock = threading.Lock()

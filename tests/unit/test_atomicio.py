@@ -30,3 +30,14 @@ def test_start_writeback_is_best_effort(tmp_path: Path) -> None:
         os.close(write_end)
     atomicio.sync_filesystem(str(tmp_path))
     assert path.stat().st_size == 1 << 20
+
+
+def test_no_writeback_requests_on_tmpfs(tmp_path: Path) -> None:
+    import pytest
+
+    from containers_storage.layerdata import _has_writeback
+
+    if not os.path.isdir("/dev/shm") or os.statvfs("/dev/shm").f_blocks == 0:
+        pytest.skip("no /dev/shm tmpfs here")
+    assert _has_writeback("/dev/shm") is False
+    assert _has_writeback("/dev/shm/not-made-yet/below") is False  # judged by the nearest ancestor
