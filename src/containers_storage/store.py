@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import atomicio
 from ._recordstore import generate_id, remove_tree
-from .containers import ContainerStore
-from .drivers import DEFAULT_PRIORITY, canonical_name, driver_class, prior_drivers
-from .drivers.base import Driver, DriverOptions, MountOptions
+from .drivers import DEFAULT_PRIORITY, KNOWN_DRIVERS, canonical_name, driver_class, prior_drivers
 from .errors import (
     ContainerUnknown,
     DriverError,
@@ -41,7 +39,6 @@ from .errors import (
     plain,
 )
 from .images import ImageStore
-from .layers import LayerStore
 from .lockfile import LockFile, get_lockfile
 from .records import Container, IDMap, Image, Layer, clone
 
@@ -50,8 +47,11 @@ if TYPE_CHECKING:
 
     from .archive.changes import Change
     from .check import CheckOptions, CheckReport
+    from .containers import ContainerStore
     from .creation import ContainerOptions, ImageOptions, LayerOptions
+    from .drivers.base import Driver, MountOptions
     from .errors import StorageError
+    from .layers import LayerStore
     from .options import StoreOptions
 
 VERSION = "1.60.0-dev"
@@ -90,10 +90,16 @@ class Store:
         atomicio.ensure_dir(self.graph_root)
         atomicio.ensure_dir(self.run_root)
         self.graph_lock: LockFile = get_lockfile(os.path.join(self.graph_root, "storage.lock"))
-        with self.graph_lock.writing():
-            self.graph_lock.modified()
-            self.driver: Driver = self._load_driver(options)
-        self.graph_driver_name = self.driver.name
+        self._driver: Driver | None = None
+        if options.driver_name:
+            # A named driver is set up on first use: image and container records never need
+            # it, and setting it up (overlay: feature checks, the home mount) costs more than
+            # listing them.  Unknown names still fail here.
+            self.graph_driver_name = canonical_name(options.driver_name)
+            if self.graph_driver_name not in KNOWN_DRIVERS:
+                driver_class(options.driver_name)  # raises upstream's "driver not supported"
+        else:
+            self._init_driver()  # choosing one means trying them
         self._layers: LayerStore | None = None
         self._images: ImageStore | None = None
         self._containers: ContainerStore | None = None
@@ -134,7 +140,27 @@ class Store:
             for key in [k for k, v in _cache.items() if v is self]:
                 del _cache[key]
 
+    @property
+    def driver(self) -> Driver:
+        """The graph driver, set up on first use (errors in its options surface then)."""
+        if self._driver is None:
+            self._init_driver()
+            assert self._driver is not None
+        return self._driver
+
+    @driver.setter
+    def driver(self, value: Driver) -> None:
+        self._driver = value
+
+    def _init_driver(self) -> None:
+        with self.graph_lock.writing():
+            self.graph_lock.modified()
+            self._driver = self._load_driver(self.options)
+        self.graph_driver_name = self._driver.name
+
     def _load_driver(self, options: StoreOptions) -> Driver:
+        from .drivers.base import DriverOptions
+
         def make(name: str) -> Driver:
             cls = driver_class(name)
             return cls(DriverOptions(
@@ -171,6 +197,8 @@ class Store:
     @property
     def layer_store(self) -> LayerStore:
         if self._layers is None:
+            from .layers import LayerStore
+
             self._layers = LayerStore(self.graph_root, self.run_root, self.driver,
                                       transient=self.transient_store, durable=self.durable)
         return self._layers
@@ -178,18 +206,22 @@ class Store:
     @property
     def image_store_records(self) -> ImageStore:
         if self._images is None:
-            self._images = ImageStore(self.graph_root, self.driver.name, durable=self.durable)
+            self._images = ImageStore(self.graph_root, self.graph_driver_name, durable=self.durable)
         return self._images
 
     @property
     def container_store(self) -> ContainerStore:
         if self._containers is None:
-            self._containers = ContainerStore(self.graph_root, self.run_root, self.driver.name,
+            from .containers import ContainerStore
+
+            self._containers = ContainerStore(self.graph_root, self.run_root, self.graph_driver_name,
                                               transient=self.transient_store, durable=self.durable)
         return self._containers
 
     def _check_shutdown_by_others(self) -> None:
         """Re-initialise the driver when another process ran Shutdown (new storage.lock ID)."""
+        if self._driver is None:
+            return  # not set up yet: its first use sets it up afresh
         with self.graph_lock.writing():
             if self.graph_lock.modified():
                 self.driver = self._load_driver(self.options)
@@ -203,7 +235,8 @@ class Store:
         with ExitStack() as stack:
             if graph:
                 stack.enter_context(self.graph_lock.writing())
-                if self.graph_lock.modified():
+                # Set up here if not yet: under this lock, the property's own locking would nest.
+                if self.graph_lock.modified() or self._driver is None:
                     self.driver = self._load_driver(self.options)
                     if self._layers is not None:
                         self._layers.driver = self.driver
@@ -495,7 +528,7 @@ class Store:
         if not self.driver.capabilities.copy_on_write:
             yield self.driver.layer_dir(layer.id), self.driver.layer_dir(base.id) if base else None
             return
-        ro = MountOptions(options=["ro"])
+        ro = _mount_options(options=["ro"])
         new_root = ls.mount(layer, ro)
         try:
             if base is None:
@@ -687,7 +720,7 @@ class Store:
             images.set_bigdata(images.require(ref), key, data, digest_manifest)
 
     def _userdata_dir(self, root: str, kind: str, name: str) -> str:
-        path = os.path.join(root, f"{self.driver.name}-{kind}", name, "userdata")
+        path = os.path.join(root, f"{self.graph_driver_name}-{kind}", name, "userdata")
         atomicio.ensure_dir(path)
         return path
 
@@ -710,7 +743,7 @@ class Store:
             image = self.image_store_records.require(ref)
             layer = self.layer_store.require(image.top_layer)
             opts = [o for o in options if o != "ro"] + ["ro"]
-            return self.layer_store.mount(layer, MountOptions(mount_label=mount_label, options=opts))
+            return self.layer_store.mount(layer, _mount_options(mount_label=mount_label, options=opts))
 
     def unmount_image(self, ref: str, force: bool = False) -> bool:
         with self._locked(graph=True, layers="w", images="r"):
@@ -971,9 +1004,9 @@ class Store:
                 raise StoreIsReadOnly("mounting read/only store images is not allowed")
             label = mount_label or layer.mount_label
             if container is None:
-                opts = MountOptions(mount_label=label, options=list(options))
+                opts = _mount_options(mount_label=label, options=list(options))
             else:
-                opts = MountOptions(
+                opts = _mount_options(
                     mount_label=label,
                     options=[*options, *(str(o) for o in container.flags.get("MountOpts") or ())],
                     uidmap=container.uidmap, gidmap=container.gidmap,
@@ -1039,7 +1072,7 @@ class Store:
                 elif hex64.match(entry) and entry not in ls.by_id:
                     remove_tree(os.path.join(ls.dir, entry))
             for directory, known in ((images.dir, images.by_id), (cs.dir, cs.by_id), (cs.run_dir, cs.by_id),
-                                     (os.path.join(self.run_root, f"{self.driver.name}-images"), images.by_id)):
+                                     (os.path.join(self.run_root, f"{self.graph_driver_name}-images"), images.by_id)):
                 for entry in _listdir(directory):
                     if hex64.match(entry) and entry not in known:
                         remove_tree(os.path.join(directory, entry))
@@ -1100,3 +1133,9 @@ def _layer_options(**kwargs: Any) -> LayerOptions:
 def open_store(options: StoreOptions | None = None) -> Store:
     """Shorthand for :meth:`Store.open`."""
     return Store.open(options)
+
+
+def _mount_options(**kwargs: Any) -> MountOptions:
+    from .drivers.base import MountOptions
+
+    return MountOptions(**kwargs)

@@ -256,11 +256,15 @@ def _store_options(values: dict[str, FlagValue]) -> StoreOptions:
     )
 
 
-def _open_store(values: dict[str, FlagValue]) -> Store:
+def _open_store(values: dict[str, FlagValue], with_driver: bool = True) -> Store:
     from ..store import Store
 
     store = Store.open(_store_options(values))
     store.free()  # as upstream: no in-process cache entry outlives the command
+    if with_driver or store.graph_options:
+        # Set it up now, so that its errors (bad driver options above all) read "error
+        # initializing: ..." as upstream's do; only option-less record listings skip it.
+        store.driver  # noqa: B018
     return store
 
 
@@ -370,7 +374,7 @@ def _run(arguments: list[str], streams: _Streams) -> int:
     store: Store | None = None
     if action.store:
         try:
-            store = _open_store(values)
+            store = _open_store(values, action.driver)
         except Exception as exc:  # any failure to open is reported the same way
             streams.stdout.write(f"error initializing: {error_text(exc)}\n")
             return 1

@@ -23,7 +23,7 @@ def _containers(ctx: Context, args: list[str]) -> int:
     return 0
 
 
-containers = Action(_containers, (JSON,))
+containers = Action(_containers, (JSON,), driver=False)
 
 
 def _container(ctx: Context, args: list[str]) -> int:

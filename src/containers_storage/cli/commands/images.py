@@ -37,7 +37,7 @@ def _images(ctx: Context, args: list[str]) -> int:
     return 0
 
 
-images = Action(_images, (JSON, QUIET))
+images = Action(_images, (JSON, QUIET), driver=False)
 
 
 def _images_by_digest(ctx: Context, args: list[str]) -> int:
@@ -58,7 +58,7 @@ def _images_by_digest(ctx: Context, args: list[str]) -> int:
     return 0
 
 
-images_by_digest = Action(_images_by_digest, (JSON, QUIET))
+images_by_digest = Action(_images_by_digest, (JSON, QUIET), driver=False)
 
 
 def _image(ctx: Context, args: list[str]) -> int:
