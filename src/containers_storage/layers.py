@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from . import _log, atomicio
 from ._recordstore import RecordFile, RecordStore, dedup, remove_tree
-from .drivers.base import CreateOptions, Driver, MountOptions, Staging
 from .errors import (
     CorruptMetadata,
     DuplicateID,
@@ -29,7 +28,10 @@ from .lockfile import LockFile, get_lockfile
 from .records import IDMap, Layer, go_json, json_loads, now_text, validate_digest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .creation import LayerOptions
+    from .drivers.base import Driver, MountOptions, Staging
     from .layerdata import Extracted
 
 STABLE = "stable"
@@ -42,16 +44,17 @@ class LayerStore(RecordStore[Layer]):
     kind = "layer"
     check_mtimes = True
 
-    def __init__(self, graph_root: str, run_root: str, driver: Driver, *,
+    def __init__(self, graph_root: str, run_root: str, driver_name: str, driver: Callable[[], Driver], *,
                  transient: bool = False, read_only: bool = False, durable: bool = True) -> None:
-        directory = os.path.join(graph_root, f"{driver.name}-layers")
-        run_dir = os.path.join(run_root, f"{driver.name}-layers")
+        directory = os.path.join(graph_root, f"{driver_name}-layers")
+        run_dir = os.path.join(run_root, f"{driver_name}-layers")
         volatile_dir = run_dir if transient else directory
         files = [
             RecordFile(os.path.join(directory, "layers.json"), STABLE),
             RecordFile(os.path.join(volatile_dir, "volatile-layers.json"), VOLATILE, durable=False),
         ]
-        self.driver = driver
+        # The driver, asked for when needed: reading the records never needs it.
+        self._driver_of = driver
         self.run_dir = run_dir
         self._recovered = False
         self._by_compressed: dict[str, list[Layer]] = {}
@@ -64,6 +67,10 @@ class LayerStore(RecordStore[Layer]):
         else:
             self.mounts_lock = None
         self.mounts_path = os.path.join(run_dir, "mountpoints.json")
+
+    @property
+    def driver(self) -> Driver:
+        return self._driver_of()
 
     # ------------------------------------------------------------ load / save
 
@@ -234,6 +241,8 @@ class LayerStore(RecordStore[Layer]):
         self.add(layer)
         self.save({self.location_of(layer)})
         try:
+            from .drivers.base import CreateOptions
+
             create_opts = CreateOptions(mount_label=mount_label, uidmap=layer.uidmap, gidmap=layer.gidmap,
                                         storage_opt=dict(storage_opt or {}), read_only=not writeable)
             if staged is None:

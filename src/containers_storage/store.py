@@ -199,7 +199,7 @@ class Store:
         if self._layers is None:
             from .layers import LayerStore
 
-            self._layers = LayerStore(self.graph_root, self.run_root, self.driver,
+            self._layers = LayerStore(self.graph_root, self.run_root, self.graph_driver_name, lambda: self.driver,
                                       transient=self.transient_store, durable=self.durable)
         return self._layers
 
@@ -225,21 +225,23 @@ class Store:
         with self.graph_lock.writing():
             if self.graph_lock.modified():
                 self.driver = self._load_driver(self.options)
-                if self._layers is not None:
-                    self._layers.driver = self.driver
 
     @contextmanager
     def _locked(self, layers: str = "", images: str = "", containers: str = "",
-                graph: bool = False) -> Iterator[None]:
-        """Take the requested locks ('r' or 'w') in upstream's global order."""
+                graph: bool = False, driver: bool = True) -> Iterator[None]:
+        """Take the requested locks ('r' or 'w') in upstream's global order.
+
+        With *layers*, the driver is set up first (unless *driver* is False: the caller only
+        reads records), since setting it up takes the graph lock, which goes before the others.
+        """
+        if layers and driver and not graph:
+            self.driver  # noqa: B018
         with ExitStack() as stack:
             if graph:
                 stack.enter_context(self.graph_lock.writing())
                 # Set up here if not yet: under this lock, the property's own locking would nest.
                 if self.graph_lock.modified() or self._driver is None:
                     self.driver = self._load_driver(self.options)
-                    if self._layers is not None:
-                        self._layers.driver = self.driver
             elif layers:
                 self._check_shutdown_by_others()
             if layers:
@@ -309,7 +311,7 @@ class Store:
             return _copy(self.layer_store.require(ref))
 
     def layers(self) -> list[Layer]:
-        with self._locked(layers="r"):
+        with self._locked(layers="r", driver=False):
             return _copies(self.layer_store.records)
 
     def layers_by_compressed_digest(self, digest: str) -> list[Layer]:

@@ -27,7 +27,7 @@ class Action(NamedTuple):
     ``run(ctx, args)`` returns the exit status; it may raise ``StorageError``, ``OSError`` or
     :class:`CommandError`, which the CLI prints on stderr with status 1.  ``store=False`` runs
     without opening the store (``version``, ``config``).  ``driver=False`` marks a command that
-    reads only image or container records: the graph driver is then not set up unless used
+    only reads records (the listings): the graph driver is then not set up unless used
     (every other command sets it up first, so that its errors read ``error initializing: ...``
     as upstream's do).
     """

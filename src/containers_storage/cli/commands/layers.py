@@ -76,7 +76,7 @@ layers = Action(_layers, (
     bool_flag(("-tree", "t"), "tree", "Use a tree"),
     bool_flag(("-quick", "q"), "quick", "Just the IDs"),
     JSON,
-))
+), driver=False)
 
 
 # -- the tree drawing of `layers -t`
