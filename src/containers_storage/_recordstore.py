@@ -184,6 +184,9 @@ class RecordStore(Generic[R]):
 
     def _dedup_names_on_load(self) -> bool:
         """Drop a name from an earlier record when a later one also has it."""
+        names = [name for record in self.records for name in record.names]
+        if len(set(names)) == len(names):
+            return False  # the usual case, found without a dict update per name
         owner: dict[str, R] = {}
         changed = False
         for record in self.records:

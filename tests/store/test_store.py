@@ -510,3 +510,23 @@ def test_syncing_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     finally:
         store.free()
     assert bool(calls) is durable
+
+
+def test_a_name_two_records_share_on_disk_stays_with_the_later_one(tmp_path: Path) -> None:
+    """As upstream's load: the earlier record loses the name (and a writer saves that)."""
+    opts = StoreOptions(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"), driver_name="vfs")
+    store = Store.open(opts)
+    first = store.create_layer(names=["shared", "mine"])
+    second = store.create_layer(names=["other"])
+    path = os.path.join(store.graph_root, "vfs-layers", "layers.json")
+    recs = read_json(path)
+    recs[1]["names"] = ["other", "shared"]
+    Path(path).write_bytes(json.dumps(recs).encode())
+    store.free()
+    store = Store.open(opts)
+    try:
+        assert store.layer(first.id).names == ["mine"]
+        assert store.layer(second.id).names == ["other", "shared"]
+        assert store.layer("shared").id == second.id
+    finally:
+        store.free()
