@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,10 @@ def driver_name(request: pytest.FixtureRequest) -> str:
     return name
 
 
-@pytest.fixture
-def store(tmp_path: Path, driver_name: str) -> Iterator[Store]:
-    s = Store.open(StoreOptions(graph_root=str(tmp_path / "root"), run_root=str(tmp_path / "run"),
+@contextmanager
+def opened_store(base: Path, driver_name: str) -> Iterator[Store]:
+    """A store under *base* (``root``, ``run``), shut down (forced) and forgotten afterwards."""
+    s = Store.open(StoreOptions(graph_root=str(base / "root"), run_root=str(base / "run"),
                                 driver_name=driver_name))
     try:
         yield s
@@ -47,3 +49,9 @@ def store(tmp_path: Path, driver_name: str) -> Iterator[Store]:
             s.shutdown(force=True)
         finally:
             s.free()
+
+
+@pytest.fixture
+def store(tmp_path: Path, driver_name: str) -> Iterator[Store]:
+    with opened_store(tmp_path, driver_name) as s:
+        yield s

@@ -77,6 +77,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .archive.apply import NoFollowOpener
     from .archive.plan import Attrs
     from .records import Layer
     from .store import Store
@@ -359,9 +360,7 @@ def _files_present(root: str, tarsplit: str) -> bool:
             name = entry.get("name")
             if type(name) is not str:
                 return False  # a raw (non-UTF-8) name: leave it to the exact comparison
-            path = name.removeprefix("./").rstrip("/")
-            if path.startswith((".", "/")) or "//" in path or "/." in path:
-                path = clean_name(path)  # the exact (slower) rule, only where it can matter
+            path = clean_name(name)
             if not path:
                 continue  # the root
             if path.rpartition("/")[2].startswith(".wh."):
@@ -551,7 +550,8 @@ class _LayerScan:
         self.override: bytes | None = None  # force_mask: the root's override xattr
         self.crc_bad: dict[str, tuple[int, int]] = {}  # path -> (expected, found) CRC-64
         self.diffs: list[tuple[str, str]] = []  # (path, text)
-        self._dir_cache: tuple[str, int] | None = None
+        self._opener: NoFollowOpener | None = None  # opens files for pass 1, root fd below
+        self._root_fd = -1
         self._seq = 0
         self._current: dict[str, _Expect] = {}
 
@@ -737,35 +737,21 @@ class _LayerScan:
 
     def _open(self, path: str) -> int:
         """Open *path* below the root without following any symlink; -1 when impossible."""
-        parent, _, name = path.rpartition("/")
+        from .archive.apply import NoFollowOpener
+
         try:
-            dirfd = self._dir_fd(parent)
-            return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+            if self._opener is None:
+                self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._opener = NoFollowOpener(self._root_fd)
+            return self._opener.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
             return -1
 
-    def _dir_fd(self, path: str) -> int:
-        cached = self._dir_cache
-        if cached is not None and cached[0] == path:
-            return cached[1]
-        self._close_cache()
-        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-        fd = os.open(self.root, flags)
-        try:
-            for part in path.split("/") if path else ():
-                next_fd = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
-                os.close(fd)
-                fd = next_fd
-        except BaseException:
-            os.close(fd)
-            raise
-        self._dir_cache = (path, fd)
-        return fd
-
     def _close_cache(self) -> None:
-        if self._dir_cache is not None:
-            os.close(self._dir_cache[1])
-            self._dir_cache = None
+        if self._opener is not None:
+            self._opener.close()
+            os.close(self._root_fd)
+            self._opener = None
 
     # -- pass 2: the directory against the expectations
 

@@ -12,10 +12,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from .errors import ChecksumMismatch
 from .records import Compression, IDMap
+
+if TYPE_CHECKING:
+    from .archive.apply import NoFollowOpener
 
 _SWITCH_INTERVAL = 0.0005  # seconds; see extract()
 _WRITE_BATCH = 1 << 20  # bytes; see write_stream()
@@ -80,15 +83,12 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
     )
 
 
-_TMPFS_MAGIC = 0x01021994
-
-
 def _has_writeback(path: str) -> bool:
-    """False on tmpfs: nothing to write back, and asking for it there slows extraction."""
-    from .drivers._fsutil import statfs_magic
+    """False on tmpfs: it has nothing to write back."""
+    from .drivers._fsutil import fs_name, statfs_magic
 
     try:
-        return statfs_magic(path) != _TMPFS_MAGIC
+        return fs_name(statfs_magic(path)) != "tmpfs"
     except OSError:
         return True
 
@@ -160,63 +160,28 @@ def reassembled(tarsplit_path: str, content_dirs: Sequence[str]) -> Reassembly:
     return Reassembly(tarsplit_path, content_dirs)
 
 
-_DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
 class _ContentOpener:
     """Opens archive entries inside a layer's content dirs; each dir is opened once."""
 
     def __init__(self, content_dirs: Sequence[str]) -> None:
         self.content_dirs = content_dirs
         self.root_fds: list[int | OSError] = []
-        # The directory of the last file opened below each root: tar-split lists a
-        # directory's files together, so most opens need no walk at all.
-        self._parents: dict[int, tuple[str, int]] = {}
+        self._plain: dict[int, NoFollowOpener] = {}  # per root: the cheap way, tried first
 
     def __enter__(self) -> _ContentOpener:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for _parent, fd in self._parents.values():
-            os.close(fd)
-        self._parents = {}
+        for opener in self._plain.values():
+            opener.close()
+        self._plain = {}
         for root_fd in self.root_fds:
             if not isinstance(root_fd, OSError):
                 os.close(root_fd)
         self.root_fds = []
 
-    def _open_plainly(self, root_fd: int, path: str) -> int | None:
-        """*path* opened through real directories only (no symlink anywhere); None if it is not so.
-
-        Equivalent to the in-root resolution for such paths, and several times
-        cheaper; anything else (a symlink on the way, ``..``) takes the full route.
-        """
-        parent, _, name = path.rpartition("/")
-        cached = self._parents.get(root_fd)
-        try:
-            if cached is not None and cached[0] == parent:
-                parent_fd = cached[1]
-            else:
-                if ".." in parent.split("/"):
-                    return None
-                parent_fd = os.dup(root_fd)
-                try:
-                    for part in parent.split("/") if parent else ():
-                        next_fd = os.open(part, _DIR_NOFOLLOW, dir_fd=parent_fd)
-                        os.close(parent_fd)
-                        parent_fd = next_fd
-                except OSError:
-                    os.close(parent_fd)
-                    raise
-                if cached is not None:
-                    os.close(cached[1])
-                self._parents[root_fd] = (parent, parent_fd)
-            return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
-        except OSError:
-            return None
-
     def open(self, name: str) -> BinaryIO:
-        from .archive.apply import open_in_root_fd
+        from .archive.apply import NoFollowOpener, open_in_root_fd
         from .archive.plan import entry_path
 
         if not self.root_fds:
@@ -231,8 +196,12 @@ class _ContentOpener:
             try:
                 if isinstance(root_fd, OSError):
                     raise root_fd
-                fd = self._open_plainly(root_fd, path)
-                if fd is None:
+                plain = self._plain.get(root_fd)
+                if plain is None:
+                    plain = self._plain[root_fd] = NoFollowOpener(root_fd)
+                try:
+                    fd = plain.open(path)
+                except OSError:  # a symlink on the way (or gone): resolve it inside the root
                     fd = open_in_root_fd(root_fd, path)
                 # Unbuffered: reassembly reads each file in a few large chunks.
                 return os.fdopen(fd, "rb", buffering=0)

@@ -574,3 +574,15 @@ def test_go_clean_fast_path_agrees_with_the_segment_rule(pieces: list[bytes]) ->
 
     path = b"".join(pieces)
     assert go_clean(path) == _clean_by_posix_rules(path)
+
+
+@given(st.lists(st.sampled_from(["a", "bc", ".", "..", "/", "./", ".x", "x.", "//", ""]), max_size=8))
+def test_clean_name_fast_path_agrees_with_posix_rules(pieces: list[str]) -> None:
+    """Member names made relative: leading slashes dropped, "" for the root, ".." kept at the top."""
+    import posixpath
+
+    from containers_storage.archive.members import clean_name
+
+    name = "".join(pieces)
+    expected = posixpath.normpath(name.lstrip("/") or ".")
+    assert clean_name(name) == ("" if expected == "." else expected)

@@ -9,8 +9,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+from tests.conftest import opened_store
 
-from containers_storage import Store, StoreOptions
+from containers_storage import Store
 
 StoreFactory = Callable[[], AbstractContextManager[Store]]
 
@@ -27,15 +28,10 @@ def fresh_store(tmp_path: Path, driver_name: str) -> StoreFactory:
     @contextmanager
     def make() -> Iterator[Store]:
         base = tmp_path / f"store{next(counter)}"
-        s = Store.open(StoreOptions(graph_root=str(base / "root"), run_root=str(base / "run"),
-                                    driver_name=driver_name))
         try:
-            yield s
+            with opened_store(base, driver_name) as s:
+                yield s
         finally:
-            try:
-                s.shutdown(force=True)
-            finally:
-                s.free()
-                shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(base, ignore_errors=True)
 
     return make

@@ -94,6 +94,13 @@ def test_parent_is_container(store: Store) -> None:
         store.create_layer(parent=ctr.layer)
 
 
+def _in_new_process(opts: StoreOptions, body: str) -> subprocess.CompletedProcess[str]:
+    code = ("from containers_storage import Store, StoreOptions\n"
+            f"s=Store.open(StoreOptions(graph_root={opts.graph_root!r}, run_root={opts.run_root!r},"
+            f" driver_name={opts.driver_name!r}))\n" + body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
 def test_incomplete_layer_is_cleaned_by_next_writer(tmp_path: Path, driver_name: str) -> None:
     opts = StoreOptions(graph_root=str(tmp_path / "g"), run_root=str(tmp_path / "r"), driver_name=driver_name)
     store = Store.open(opts)
@@ -105,22 +112,11 @@ def test_incomplete_layer_is_cleaned_by_next_writer(tmp_path: Path, driver_name:
     Path(path).write_bytes(json.dumps(recs).encode())
     store.free()
     # A fresh process-level view: a reader upgrades, deletes the layer and its data.
-    code = ("from containers_storage import Store, StoreOptions\n"
-            f"s=Store.open(StoreOptions(graph_root={opts.graph_root!r}, run_root={opts.run_root!r},"
-            f" driver_name={driver_name!r}))\n"
-            "print(','.join(l.id for l in s.layers()))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = _in_new_process(opts, "print(','.join(l.id for l in s.layers()))")
     assert out.stdout.strip() == good.id
     assert "Found incomplete layer" in out.stderr
     assert [r["id"] for r in read_json(path)] == [good.id]
     assert bad.id not in os.listdir(os.path.dirname(store.driver.layer_dir(good.id)))
-
-
-def _in_new_process(opts: StoreOptions, body: str) -> subprocess.CompletedProcess[str]:
-    code = ("from containers_storage import Store, StoreOptions\n"
-            f"s=Store.open(StoreOptions(graph_root={opts.graph_root!r}, run_root={opts.run_root!r},"
-            f" driver_name={opts.driver_name!r}))\n" + body)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
 
 def test_next_writer_recreates_lost_overlay_links_and_a_reader_does_not(tmp_path: Path) -> None:

@@ -689,6 +689,49 @@ def open_in_root(root: str, path: str) -> int:
         os.close(root_fd)
 
 
+class NoFollowOpener:
+    """Opens files below a root directory through real directories only.
+
+    Every step is ``O_NOFOLLOW``, so a symlink (or ``..``) anywhere on the path fails with
+    ``OSError`` instead of being followed: for such paths the same file as the in-root
+    resolution, several times cheaper.  The last parent directory stays open, since
+    archives list a directory's entries together.  *root_fd* is borrowed, not closed.
+    """
+
+    def __init__(self, root_fd: int) -> None:
+        self._root_fd = root_fd
+        self._parent: tuple[str, int] | None = None
+
+    def open(self, path: str, flags: int = os.O_RDONLY) -> int:
+        parent, _, name = path.rpartition("/")
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._parent_fd(parent))
+
+    def _parent_fd(self, parent: str) -> int:
+        cached = self._parent
+        if cached is not None and cached[0] == parent:
+            return cached[1]
+        parts = parent.split("/") if parent else []
+        if ".." in parts:
+            raise OSError(errno.EXDEV, "a path through .. is left to the in-root resolution", parent)
+        fd = os.dup(self._root_fd)
+        try:
+            for part in parts:
+                next_fd = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = next_fd
+        except BaseException:
+            os.close(fd)
+            raise
+        self.close()
+        self._parent = (parent, fd)
+        return fd
+
+    def close(self) -> None:
+        if self._parent is not None:
+            os.close(self._parent[1])
+            self._parent = None
+
+
 def open_in_root_fd(root_fd: int, path: str) -> int:
     """:func:`open_in_root` with the root given as an open directory descriptor."""
     if openat2_available():

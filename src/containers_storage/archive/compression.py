@@ -573,11 +573,7 @@ def open_decompressed(
     the digest covers every input byte.  *threaded* decodes ahead in a background thread;
     *use_isal* False forces the stdlib ``zlib`` for gzip.
     """
-    hashing = HashingReader(stream)
-    source = _Source(b"", hashing)
-    head = source.read_at_least(SNIFF_SIZE)
-    source.unread(head)
-    compression = sniff(head)
+    compression, source, hashing = _sniffed(stream)
     if compression == Compression.NONE:
         return compression, _Passthrough(source), hashing
     reader = _DecompressingReader(_format(compression, use_isal=use_isal), source)
@@ -593,15 +589,20 @@ def open_decompressed_ahead(stream: _Readable, *, use_isal: bool = True) -> tupl
     and writes.  The decompressed reader also has ``hexdigest()``: the sha256 of every byte it
     returned (for uncompressed input, the raw digest).  Call its ``close()`` when done.
     """
-    hashing = HashingReader(stream)
-    source = _Source(b"", hashing)
-    head = source.read_at_least(SNIFF_SIZE)
-    source.unread(head)
-    compression = sniff(head)
+    compression, source, hashing = _sniffed(stream)
     if compression == Compression.NONE:
         return compression, _ThreadedReader(_Passthrough(source), same_as=hashing), hashing
     reader = _DecompressingReader(_format(compression, use_isal=use_isal), source)
     return compression, _ThreadedReader(reader), hashing
+
+
+def _sniffed(stream: _Readable) -> tuple[int, _Source, HashingReader]:
+    """The compression of *stream*, the stream positioned at its start again, and its hasher."""
+    hashing = HashingReader(stream)
+    source = _Source(b"", hashing)
+    head = source.read_at_least(SNIFF_SIZE)
+    source.unread(head)
+    return sniff(head), source, hashing
 
 
 class _Writer(Protocol):

@@ -66,6 +66,13 @@ def clean_name(name: str) -> str:
     Leading ``/`` and ``./`` are dropped; ``..`` components that would climb out
     of the root are kept (callers reject them as a breakout).
     """
+    # Most names are clean already but for a leading "./" or a trailing "/": a few C scans
+    # tell, where splitting and joining would cost several times more.
+    rest = name[2:] if name.startswith("./") else name
+    if rest.endswith("/"):
+        rest = rest[:-1]
+    if not rest.startswith((".", "/")) and "/." not in rest and "//" not in rest and not rest.endswith("/"):
+        return rest
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):

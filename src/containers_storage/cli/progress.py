@@ -8,6 +8,7 @@ terminal the line is redrawn at most ten times a second and erased when done.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from typing import IO, BinaryIO
@@ -79,7 +80,7 @@ class ProgressReader:
         self._total: int | None = None
         try:
             st = os.fstat(raw.fileno())
-            if st.st_size > 0 and (st.st_mode & 0o170000) == 0o100000:  # a regular file
+            if st.st_size > 0 and stat.S_ISREG(st.st_mode):
                 self._total = st.st_size - raw.tell()
         except (AttributeError, OSError, ValueError):
             pass
