@@ -164,6 +164,8 @@ def bench_input(label: str, path: str, ours: list[str], driver: str, env: dict[s
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--report-freed-memory", action="store_true",
+                    help="leave the VM's free page reporting as it is (default: held for the run; see Workspace)")
     ap.add_argument("--quick", action="store_true", help="tiny inputs (smoke check; numbers mean little)")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per subject (default 5; quick 3)")
     ap.add_argument("--workdir", default=layer_bench.DEFAULT_WORKDIR, help="where generated inputs are cached")
@@ -194,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"check_bench: preparing the inputs failed: {exc}", file=sys.stderr)
         return 1
-    ws = Workspace(TMPFS_SIZE)
+    ws = Workspace(TMPFS_SIZE, hold_freed_memory=not args.report_freed_memory)
     try:
         env = bench_env(ws)
         ours = layer_bench.our_tool()

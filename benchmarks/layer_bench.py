@@ -438,6 +438,8 @@ def our_tool() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--report-freed-memory", action="store_true",
+                    help="leave the VM's free page reporting as it is (default: held for the run; see Workspace)")
     ap.add_argument("--quick", action="store_true", help="tiny inputs (smoke check; numbers mean little)")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per subject (default 5; quick 3)")
     ap.add_argument("--workdir", default=DEFAULT_WORKDIR, help="where generated inputs are cached")
@@ -453,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     inputs = prepare_inputs(args.workdir, args.quick, cases)
-    ws = Workspace(args.tmpfs_size)
+    ws = Workspace(args.tmpfs_size, hold_freed_memory=not args.report_freed_memory)
     ours, go = our_tool(), [args.go]
     env = dict(os.environ)
     for var in ("STORAGE_DRIVER", "STORAGE_OPTS", "PYTHONDONTWRITEBYTECODE"):

@@ -632,11 +632,13 @@ class _LayerScan:
         from the previous member, so its header can be parsed without any file
         data.  A PAX global header appears as a file entry of its own (skipped).
         """
-        import binascii
+        from functools import partial
 
+        from .archive.tarsplit import b64decode
+
+        decode = partial(b64decode, strict=False)
         pending: list[bytes] = []
         pad = 0
-        decode = binascii.a2b_base64
         for entry in _tarsplit_entries(self.tarsplit):
             kind, payload = entry.get("type", 0), entry.get("payload")
             if kind == 2:  # segment

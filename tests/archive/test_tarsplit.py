@@ -26,6 +26,7 @@ from containers_storage.archive.tarsplit import (
     Entry,
     TarReader,
     TarSplitWriter,
+    b64decode,
     crc64,
     read_tarsplit,
     reassemble,
@@ -586,3 +587,29 @@ def test_clean_name_fast_path_agrees_with_posix_rules(pieces: list[str]) -> None
     name = "".join(pieces)
     expected = posixpath.normpath(name.lstrip("/") or ".")
     assert clean_name(name) == ("" if expected == "." else expected)
+
+
+def _binascii_verdict(data: bytes, strict: bool) -> bytes | None:
+    import binascii
+
+    try:
+        return binascii.a2b_base64(data, strict_mode=strict)
+    except binascii.Error:
+        return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=64).map(base64.b64encode),
+    st.text(alphabet="ABCDabcd0189+/=\n -_*", max_size=24).map(str.encode),
+), st.booleans())
+def test_b64decode_agrees_with_binascii(data: bytes, strict: bool) -> None:
+    """The SIMD decoder never changes a verdict: same bytes, or an error where binascii errs."""
+    import binascii
+
+    expected = _binascii_verdict(data, strict)
+    if expected is None:
+        with pytest.raises(binascii.Error):
+            b64decode(data, strict=strict)
+    else:
+        assert b64decode(data, strict=strict) == expected
