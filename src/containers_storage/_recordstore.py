@@ -9,7 +9,6 @@ saves through the atomic-write helper after recording a new writer token.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
@@ -21,7 +20,7 @@ from .records import Container, Image, Layer, decode_records, encode_records
 
 R = TypeVar("R", Layer, Image, Container)
 
-_PLAIN_KEY = re.compile(r"^[.0-9a-z]+$")
+_PLAIN_KEY_CHARS = ".0123456789abcdefghijklmnopqrstuvwxyz"
 
 # Record flag naming big-data items whose new content is written but not yet in place.
 PENDING_BIG_DATA = "pending-big-data"
@@ -31,7 +30,7 @@ def bigdata_file_name(key: str) -> str:
     """File name of a big-data item: the key itself if plain, else ``=`` + base64."""
     if not key:
         raise InvalidBigDataName(f"can't set empty name for big data item {goquote(key)}")
-    if _PLAIN_KEY.match(key):
+    if not key.strip(_PLAIN_KEY_CHARS):  # only these characters (a regex's $ would allow a final \n)
         return key
     import base64  # rare: only keys with characters outside [.0-9a-z]
 

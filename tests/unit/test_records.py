@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from containers_storage.errors import CorruptMetadata, InvalidDigest
@@ -217,3 +217,63 @@ def test_recompute_digests_matches_the_rule(digest: str, items: list[tuple[str, 
             expected.append(value)
     assert image.digests == expected
     assert image.digest == (digest or (expected[0] if expected else ""))
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values)
+def test_c_json_path_matches_the_json_module(value: object) -> None:
+    """go_json and json_loads use _json directly; the json module must agree byte for byte."""
+    import json
+
+    from containers_storage.records import _c_encode, _c_scan, go_escape, go_json, json_loads
+
+    assert _c_encode is not None and _c_scan is not None  # CPython: the fast path is what runs
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    assert go_json(value) == go_escape(expected.encode("utf-8", "surrogatepass"))
+    for document in (json.dumps([value]), json.dumps({"k": value}, indent=1) + " \n"):
+        assert json_loads(document.encode()) == json.loads(document)
+
+
+@pytest.mark.parametrize("document", [b"", b" [1]", b"[1] x", b"[1,]", b"\xef\xbb\xbf[1]", b"[\"\xff\"]",
+                                      b"{\"a\":1", b"[1]\x0b", b"[NaN]", b"[1e400]"])
+def test_json_loads_odd_documents_behave_as_the_json_module(document: bytes) -> None:
+    import json
+
+    from containers_storage.records import json_loads
+
+    try:
+        expected: object = json.loads(document)
+    except ValueError as exc:
+        with pytest.raises(type(exc)) as got:
+            json_loads(document)
+        assert str(got.value) == str(exc)
+    else:
+        got_value = json_loads(document)
+        assert repr(got_value) == repr(expected)
+
+
+@pytest.mark.parametrize(("key", "name"), [
+    ("manifest", "manifest"),
+    ("sha256:abc", "=c2hhMjU2OmFiYw=="),
+    ("a.b-c", "=YS5iLWM="),
+    ("abc\n", "=YWJjCg=="),  # a regex's $ would let the newline through; upstream's rune loop doesn't
+    ("Manifest", "=TWFuaWZlc3Q="),
+])
+def test_bigdata_file_names_follow_upstream(key: str, name: str) -> None:
+    from containers_storage._recordstore import bigdata_file_name
+
+    assert bigdata_file_name(key) == name
+
+
+@pytest.mark.parametrize("digest", ["sha256:" + "a" * 64 + "\n", "sha256:" + "A" * 64, "sha256:" + "a" * 63,
+                                    "sha512:" + "g" * 128, ":abc", "sha256"])
+def test_malformed_digests_are_refused(digest: str) -> None:
+    with pytest.raises(InvalidDigest):
+        validate_digest(digest)
