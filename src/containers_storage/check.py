@@ -46,10 +46,10 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _log
+from ._plain import PlainRecord
 from .archive.members import DIRECTORY, REGULAR, Member
 from .errors import (
     ContainerDataIncorrectSize,
@@ -104,29 +104,53 @@ _SEGMENT_LINE = b'{"type":2,'
 # Options and report
 
 
-@dataclass(slots=True)
-class CheckOptions:
+class CheckOptions(PlainRecord):
     """Which checks :func:`check` performs (upstream ``CheckOptions``)."""
 
     #: Unreferenced layers older than this many seconds are errors.
-    layer_unreferenced_max_age: float = DEFAULT_UNREFERENCED_MAX_AGE
+    layer_unreferenced_max_age: float
     #: Read every file of each layer with tar-split data: CRC-64 per file, diff digest and size.
-    layer_digests: bool = False
+    layer_digests: bool
     #: The layer's directory and its lower layers are present.
-    layer_mountable: bool = False
+    layer_mountable: bool
     #: The layer's tree matches its tar-split headers (no file data read).
-    layer_contents: bool = False
+    layer_contents: bool
     #: Every path the layer's diff named is present, and its regular files have their
     #: recorded sizes: a fast pass over the tar-split's file entries (no headers parsed).
     #: A layer that fails it gets the ``layer_contents`` comparison, whose findings are
     #: what is reported, so this pass can cause no false positive.
-    layer_files: bool = False
+    layer_files: bool
     #: Layer big-data items are present and readable.
-    layer_data: bool = False
+    layer_data: bool
     #: Image big-data items are present, readable and of the recorded size.
-    image_data: bool = False
+    image_data: bool
     #: Container big-data items are present, readable and of the recorded size.
-    container_data: bool = False
+    container_data: bool
+
+    __slots__ = (
+        "container_data", "image_data", "layer_contents", "layer_data", "layer_digests", "layer_files",
+        "layer_mountable", "layer_unreferenced_max_age",
+    )
+
+    def __init__(
+        self,
+        layer_unreferenced_max_age: float = DEFAULT_UNREFERENCED_MAX_AGE,
+        layer_digests: bool = False,
+        layer_mountable: bool = False,
+        layer_contents: bool = False,
+        layer_files: bool = False,
+        layer_data: bool = False,
+        image_data: bool = False,
+        container_data: bool = False,
+    ) -> None:
+        self.layer_unreferenced_max_age = layer_unreferenced_max_age
+        self.layer_digests = layer_digests
+        self.layer_mountable = layer_mountable
+        self.layer_contents = layer_contents
+        self.layer_files = layer_files
+        self.layer_data = layer_data
+        self.image_data = image_data
+        self.container_data = container_data
 
 
 def check_most() -> CheckOptions:
@@ -149,8 +173,7 @@ def check_everything() -> CheckOptions:
 Problems = dict[str, list[StorageError]]
 
 
-@dataclass
-class CheckReport:
+class CheckReport(PlainRecord):
     """Problems found, by object ID (upstream ``CheckReport``).
 
     An image's list also holds the errors of the layers it uses, and a
@@ -159,15 +182,33 @@ class CheckReport:
     store supports additional read-only stores.
     """
 
-    layers: Problems = field(default_factory=dict)
-    ro_layers: Problems = field(default_factory=dict)
-    images: Problems = field(default_factory=dict)
-    ro_images: Problems = field(default_factory=dict)
-    containers: Problems = field(default_factory=dict)
+    layers: Problems
+    ro_layers: Problems
+    images: Problems
+    ro_images: Problems
+    containers: Problems
     #: layer ID -> parent ID of every layer record seen (for repair's ordering)
-    layer_parents: dict[str, str] = field(default_factory=dict)
+    layer_parents: dict[str, str]
     #: unaccounted layer ID -> position in the driver's listing (1-based)
-    layer_order: dict[str, int] = field(default_factory=dict)
+    layer_order: dict[str, int]
+
+    def __init__(
+        self,
+        layers: Problems | None = None,
+        ro_layers: Problems | None = None,
+        images: Problems | None = None,
+        ro_images: Problems | None = None,
+        containers: Problems | None = None,
+        layer_parents: dict[str, str] | None = None,
+        layer_order: dict[str, int] | None = None,
+    ) -> None:
+        self.layers = {} if layers is None else layers
+        self.ro_layers = {} if ro_layers is None else ro_layers
+        self.images = {} if images is None else images
+        self.ro_images = {} if ro_images is None else ro_images
+        self.containers = {} if containers is None else containers
+        self.layer_parents = {} if layer_parents is None else layer_parents
+        self.layer_order = {} if layer_order is None else layer_order
 
     def __bool__(self) -> bool:
         """True when anything is wrong."""
@@ -378,21 +419,48 @@ def _files_present(root: str, tarsplit: str) -> bool:
 # Layer contents against tar-split
 
 
-@dataclass(slots=True)
-class _Expect:
+class _Expect(PlainRecord):
     """What one path of the layer should be after its diff was applied."""
 
     kind: str  # dir file symlink hardlink char block fifo whiteout absent
     name: str  # the entry's clean name, for messages
     seq: int
-    attrs: Attrs | None = None
-    size: int = -1  # regular files; -1 = unknown
-    target: str = ""  # symlink text / hard-link target path
-    major: int = 0
-    minor: int = 0
-    uid: int = 0  # whiteouts (no Attrs)
-    gid: int = 0
-    chown: bool = True
+    attrs: Attrs | None
+    size: int  # regular files; -1 = unknown
+    target: str  # symlink text / hard-link target path
+    major: int
+    minor: int
+    uid: int  # whiteouts (no Attrs)
+    gid: int
+    chown: bool
+
+    __slots__ = ("attrs", "chown", "gid", "kind", "major", "minor", "name", "seq", "size", "target", "uid")
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        seq: int,
+        attrs: Attrs | None = None,
+        size: int = -1,
+        target: str = "",
+        major: int = 0,
+        minor: int = 0,
+        uid: int = 0,
+        gid: int = 0,
+        chown: bool = True,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.seq = seq
+        self.attrs = attrs
+        self.size = size
+        self.target = target
+        self.major = major
+        self.minor = minor
+        self.uid = uid
+        self.gid = gid
+        self.chown = chown
 
 
 _HEADER_ONLY = frozenset(b"125634")  # hard link, symlink, char, block, directory, fifo (type bytes)

@@ -11,9 +11,9 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from ._plain import PlainRecord
 from .errors import ChecksumMismatch
 from .records import Compression, IDMap
 
@@ -24,8 +24,7 @@ _SWITCH_INTERVAL = 0.0005  # seconds; see extract()
 _WRITE_BATCH = 1 << 20  # bytes; see write_stream()
 
 
-@dataclass(slots=True)
-class Extracted:
+class Extracted(PlainRecord):
     """What applying one diff found out, to be written into the layer record."""
 
     compression: int
@@ -33,10 +32,37 @@ class Extracted:
     compressed_size: int
     uncompressed_digest: str
     uncompressed_size: int
-    uidset: list[int] = field(default_factory=list)
-    gidset: list[int] = field(default_factory=list)
-    size: int = 0  # what ApplyDiff returns: bytes of file data written
-    tarsplit_path: str = ""
+    uidset: list[int]
+    gidset: list[int]
+    size: int  # what ApplyDiff returns: bytes of file data written
+    tarsplit_path: str
+
+    __slots__ = (
+        "compressed_digest", "compressed_size", "compression", "gidset", "size", "tarsplit_path", "uidset",
+        "uncompressed_digest", "uncompressed_size",
+    )
+
+    def __init__(
+        self,
+        compression: int,
+        compressed_digest: str,
+        compressed_size: int,
+        uncompressed_digest: str,
+        uncompressed_size: int,
+        uidset: list[int] | None = None,
+        gidset: list[int] | None = None,
+        size: int = 0,
+        tarsplit_path: str = "",
+    ) -> None:
+        self.compression = compression
+        self.compressed_digest = compressed_digest
+        self.compressed_size = compressed_size
+        self.uncompressed_digest = uncompressed_digest
+        self.uncompressed_size = uncompressed_size
+        self.uidset = [] if uidset is None else uidset
+        self.gidset = [] if gidset is None else gidset
+        self.size = size
+        self.tarsplit_path = tarsplit_path
 
 
 def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tarsplit_path: str,

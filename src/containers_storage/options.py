@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import _log
 from .errors import ConfigError
 
-if TYPE_CHECKING:  # records pulls in msgspec; options stays cheap to import
+if TYPE_CHECKING:  # options stays cheap to import: records only for annotations
     from .records import IDMap
 
 

@@ -139,9 +139,41 @@ def sorted_map(mapping: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 # Go time values
 
-_TIME_RE = re.compile(
-    r"^(\d{4,})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)$"
-)
+# RFC 3339 as Go's parser takes it: ASCII digits only, nothing after the zone (fullmatch).
+_TIME_PATTERN = (r"([0-9]{4,})-([0-9][0-9])-([0-9][0-9])[Tt]([0-9][0-9]):([0-9][0-9]):([0-9][0-9])"
+                 r"(?:\.([0-9]{1,9}))?(Z|z|[+-][0-9][0-9]:[0-9][0-9])")
+_time_regex: re.Pattern[str] | None = None
+
+
+def _match_time(text: str) -> re.Match[str] | None:
+    """Match a time against :data:`_TIME_PATTERN`, compiled on first use (not at import)."""
+    global _time_regex
+    if _time_regex is None:
+        _time_regex = re.compile(_TIME_PATTERN)
+    return _time_regex.fullmatch(text)
+
+
+def _time_shapes() -> frozenset[bytes]:
+    """Every usual time with its digits turned to 0: 4-digit years, 0-9 fraction digits, any zone."""
+    fractions = [b""] + [b"." + b"0" * n for n in range(1, 10)]
+    zones = (b"Z", b"z", b"+00:00", b"-00:00")
+    return frozenset(b"0000-00-00" + t + b"00:00:00" + f + z for t in (b"T", b"t") for f in fractions for z in zones)
+
+
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TIME_SHAPES = _time_shapes()
+
+
+def _usual_times(times: list[str]) -> bool:
+    """True when every text is a well-formed time with a 4-digit year: a few C calls, no regex.
+
+    False means "look closer" (a bad time, a longer year, non-ASCII), not "bad".
+    """
+    joined = "\n".join(times)
+    if not joined.isascii():
+        return False
+    shapes = joined.encode("ascii").translate(_DIGITS_TO_ZERO).split(b"\n")
+    return len(shapes) == len(times) and set(shapes) <= _TIME_SHAPES
 
 
 def _days_from_civil(year: int, month: int, day: int) -> int:
@@ -196,7 +228,7 @@ class Timestamp:
 
     @classmethod
     def parse(cls, text: str) -> Timestamp:
-        m = _TIME_RE.match(text)
+        m = _match_time(text)
         if not m:
             raise ValueError(f"parsing time {text!r}: not RFC 3339")
         frac, zone = m.group(7), m.group(8)
@@ -223,7 +255,7 @@ class Timestamp:
     def _get_parts(self) -> tuple[int, int, int]:
         if self._parts is None:
             assert self._text is not None
-            m = _TIME_RE.match(self._text)
+            m = _match_time(self._text)
             assert m is not None
             self._parts = self._split(m)
         return self._parts
@@ -734,11 +766,11 @@ def decode_records(data: bytes, path: str, cls: type[_R]) -> list[_R]:
 
 
 def _check_times(records: list[_R], path: str) -> None:
-    """Go refuses a file with a malformed time; so do we (one regex match per record)."""
-    match = _TIME_RE.match
-    if all(map(match, [r.created for r in records])):
+    """Go refuses a file with a malformed time; so do we."""
+    times = [r.created for r in records]
+    if _usual_times(times) or all(map(_match_time, times)):
         return
-    bad = next(r for r in records if not match(r.created))
+    bad = next(r for r in records if not _match_time(r.created))
     raise CorruptMetadata(f"loading {path}: parsing time {goquote(bad.created)} of {goquote(bad.id)}: "
                           "not RFC 3339")
 

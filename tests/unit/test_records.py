@@ -14,6 +14,7 @@ from containers_storage.records import (
     Image,
     Layer,
     Timestamp,
+    decode_records,
     encode_records,
     go_json,
     parse_record_file,
@@ -277,3 +278,33 @@ def test_bigdata_file_names_follow_upstream(key: str, name: str) -> None:
 def test_malformed_digests_are_refused(digest: str) -> None:
     with pytest.raises(InvalidDigest):
         validate_digest(digest)
+
+
+@pytest.mark.parametrize("text", [
+    "2023-11-14T22:13:20Z", "2023-11-14t22:13:20.5z", "2023-11-14T22:13:20.123456789+02:00",
+    "12023-11-14T22:13:20Z",  # a longer year: not a usual shape, still a time
+])
+def test_well_formed_times_load(text: str) -> None:
+    data = json.dumps([{"id": "a" * 64, "created": text}]).encode()
+    assert [r.created for r in decode_records(data, "layers.json", Layer)] == [text]
+
+
+@pytest.mark.parametrize("text", [
+    "2023-11-14T22:13:20Z\n", "2023-11-14 22:13:20Z", "2023-11-14T22:13:20.1234567890Z", "2023-11-14T22:13:20",
+    "\uff12023-11-14T22:13:20Z", "2023-11-14T22:13:20Z\n2023-11-14T22:13:20Z", "",
+])
+def test_malformed_times_are_refused_like_go(text: str) -> None:
+    """Go's parser takes ASCII digits only and nothing after the zone."""
+    data = json.dumps([{"id": "b" * 64, "created": "2023-11-14T22:13:20Z"},
+                       {"id": "a" * 64, "created": text}]).encode()
+    with pytest.raises(CorruptMetadata, match="not RFC 3339"):
+        decode_records(data, "layers.json", Layer)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789-:.TtZz+ \n", max_size=32), min_size=1, max_size=5))
+def test_fast_time_check_never_accepts_what_the_pattern_refuses(times: list[str]) -> None:
+    from containers_storage.records import _match_time, _usual_times
+
+    if _usual_times(times):
+        assert all(_match_time(t) for t in times)

@@ -28,9 +28,9 @@ import stat
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from .._plain import PlainRecord
 from ..atomicio import start_writeback
 from ..errors import ArchiveError, StorageError, goquote
 from ..records import IDMap
@@ -53,8 +53,7 @@ class MemberReader(Protocol):
     def discard_data(self) -> None: ...
 
 
-@dataclass(slots=True)
-class ApplyResult:
+class ApplyResult(PlainRecord):
     """What applying a layer found.
 
     ``size`` is the sum of the header sizes (the naive drivers' layer size);
@@ -63,10 +62,24 @@ class ApplyResult:
     ignored problems (unsupported xattrs, ignored chown errors, skipped devices).
     """
 
-    size: int = 0
-    uidset: list[int] = field(default_factory=list)
-    gidset: list[int] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    size: int
+    uidset: list[int]
+    gidset: list[int]
+    warnings: list[str]
+
+    __slots__ = ("gidset", "size", "uidset", "warnings")
+
+    def __init__(
+        self,
+        size: int = 0,
+        uidset: list[int] | None = None,
+        gidset: list[int] | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.size = size
+        self.uidset = [] if uidset is None else uidset
+        self.gidset = [] if gidset is None else gidset
+        self.warnings = [] if warnings is None else warnings
 
 
 # --------------------------------------------------------------------------
@@ -148,10 +161,15 @@ def current_umask() -> int:
 # Resolution inside the root
 
 
-@dataclass(slots=True)
-class _Dir:
+class _Dir(PlainRecord):
     fd: int
     key: tuple[int, int]  # (st_dev, st_ino), identifies the directory for opaque bookkeeping
+
+    __slots__ = ("fd", "key")
+
+    def __init__(self, fd: int, key: tuple[int, int]) -> None:
+        self.fd = fd
+        self.key = key
 
 
 class _Resolver:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .._plain import PlainRecord
 
 # Tar type flags (POSIX/GNU), as bytes values of the header's typeflag.
 REGULAR = b"0"
@@ -24,8 +24,7 @@ OPAQUE_WHITEOUT = ".wh..wh..opq"
 WHITEOUT_META_PREFIX = ".wh..wh."
 
 
-@dataclass(slots=True)
-class Member:
+class Member(PlainRecord):
     """One archive entry after PAX and GNU long-name records are resolved.
 
     ``name`` is exactly as in the archive (it may start with ``./`` and
@@ -35,21 +34,64 @@ class Member:
 
     name: str
     type: bytes
-    size: int = 0
-    mode: int = 0  # permission bits plus setuid/setgid/sticky (no S_IF type bits)
-    uid: int = 0
-    gid: int = 0
-    uname: str = ""
-    gname: str = ""
-    mtime_ns: int = 0
-    atime_ns: int | None = None
-    ctime_ns: int | None = None
-    linkname: str = ""
-    devmajor: int = 0
-    devminor: int = 0
-    xattrs: dict[str, bytes] = field(default_factory=dict)  # from SCHILY.xattr.* PAX records
-    pax: dict[str, str] = field(default_factory=dict)  # every PAX record, for faithful rewriting
-    raw_name: bytes | None = None
+    size: int
+    mode: int  # permission bits plus setuid/setgid/sticky (no S_IF type bits)
+    uid: int
+    gid: int
+    uname: str
+    gname: str
+    mtime_ns: int
+    atime_ns: int | None
+    ctime_ns: int | None
+    linkname: str
+    devmajor: int
+    devminor: int
+    xattrs: dict[str, bytes]  # from SCHILY.xattr.* PAX records
+    pax: dict[str, str]  # every PAX record, for faithful rewriting
+    raw_name: bytes | None
+
+    __slots__ = (
+        "atime_ns", "ctime_ns", "devmajor", "devminor", "gid", "gname", "linkname", "mode", "mtime_ns",
+        "name", "pax", "raw_name", "size", "type", "uid", "uname", "xattrs",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        type: bytes,
+        size: int = 0,
+        mode: int = 0,
+        uid: int = 0,
+        gid: int = 0,
+        uname: str = "",
+        gname: str = "",
+        mtime_ns: int = 0,
+        atime_ns: int | None = None,
+        ctime_ns: int | None = None,
+        linkname: str = "",
+        devmajor: int = 0,
+        devminor: int = 0,
+        xattrs: dict[str, bytes] | None = None,
+        pax: dict[str, str] | None = None,
+        raw_name: bytes | None = None,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.size = size
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.uname = uname
+        self.gname = gname
+        self.mtime_ns = mtime_ns
+        self.atime_ns = atime_ns
+        self.ctime_ns = ctime_ns
+        self.linkname = linkname
+        self.devmajor = devmajor
+        self.devminor = devminor
+        self.xattrs = {} if xattrs is None else xattrs
+        self.pax = {} if pax is None else pax
+        self.raw_name = raw_name
 
     @property
     def is_dir(self) -> bool:

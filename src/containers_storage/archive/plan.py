@@ -2,7 +2,7 @@
 
 Nothing here touches the file system.  :class:`Planner` turns each
 :class:`~containers_storage.archive.members.Member` into one action (a small
-frozen dataclass) that :mod:`containers_storage.archive.apply` performs.  Every
+immutable record) that :mod:`containers_storage.archive.apply` performs.  Every
 decision that depends only on the archive lives here: path cleaning and
 breakout checks, whiteout and opaque-directory semantics per mode, ID mapping
 container→host, ``force_mask`` (the ``user.containers.override_stat`` xattr
@@ -23,9 +23,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
+from .._plain import FrozenRecord
 from ..errors import ArchiveError, Breakout, InvalidMappings, InvalidTarHeader, UnsupportedEntry, goquote
 from ..idtools import root_pair, to_host
 from ..records import IDMap
@@ -47,8 +47,7 @@ IGNORED_XATTRS = frozenset({"security.selinux"})
 # Actions
 
 
-@dataclass(frozen=True, slots=True)
-class Attrs:
+class Attrs(FrozenRecord):
     """Metadata to give a created entry, already mapped to host ids.
 
     ``mode`` is the final ``chmod`` mode (the header's, or ``force_mask``);
@@ -62,13 +61,34 @@ class Attrs:
     mode: int
     mtime_ns: int
     atime_ns: int
-    xattrs: tuple[tuple[str, bytes], ...] = ()
-    chown: bool = True
-    override: bytes | None = None
+    xattrs: tuple[tuple[str, bytes], ...]
+    chown: bool
+    override: bytes | None
+
+    __slots__ = ("atime_ns", "chown", "gid", "mode", "mtime_ns", "override", "uid", "xattrs")
+
+    def __init__(
+        self,
+        uid: int,
+        gid: int,
+        mode: int,
+        mtime_ns: int,
+        atime_ns: int,
+        xattrs: tuple[tuple[str, bytes], ...] = (),
+        chown: bool = True,
+        override: bytes | None = None,
+    ) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.mtime_ns = mtime_ns
+        self.atime_ns = atime_ns
+        self.xattrs = xattrs
+        self.chown = chown
+        self.override = override
 
 
-@dataclass(frozen=True, slots=True)
-class ParentPolicy:
+class ParentPolicy(FrozenRecord):
     """How missing parent directories are created."""
 
     mode: int
@@ -76,25 +96,44 @@ class ParentPolicy:
     gid: int
     chown: bool
 
+    __slots__ = ("chown", "gid", "mode", "uid")
 
-@dataclass(frozen=True, slots=True)
-class Skip:
+    def __init__(self, mode: int, uid: int, gid: int, chown: bool) -> None:
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.chown = chown
+
+
+class Skip(FrozenRecord):
     entry: str
     path: str
     reason: str
 
+    __slots__ = ("entry", "path", "reason")
 
-@dataclass(frozen=True, slots=True)
-class MakeDir:
+    def __init__(self, entry: str, path: str, reason: str) -> None:
+        self.entry = entry
+        self.path = path
+        self.reason = reason
+
+
+class MakeDir(FrozenRecord):
     """Create a directory, or merge metadata onto an existing one (the root included)."""
 
     entry: str
     path: str
     attrs: Attrs
 
+    __slots__ = ("attrs", "entry", "path")
 
-@dataclass(frozen=True, slots=True)
-class WriteFile:
+    def __init__(self, entry: str, path: str, attrs: Attrs) -> None:
+        self.entry = entry
+        self.path = path
+        self.attrs = attrs
+
+
+class WriteFile(FrozenRecord):
     """Create a regular file from the member's payload (``size`` bytes)."""
 
     entry: str
@@ -102,9 +141,16 @@ class WriteFile:
     attrs: Attrs
     size: int
 
+    __slots__ = ("attrs", "entry", "path", "size")
 
-@dataclass(frozen=True, slots=True)
-class MakeSymlink:
+    def __init__(self, entry: str, path: str, attrs: Attrs, size: int) -> None:
+        self.entry = entry
+        self.path = path
+        self.attrs = attrs
+        self.size = size
+
+
+class MakeSymlink(FrozenRecord):
     """Create a symlink; ``target`` is stored verbatim and never followed."""
 
     entry: str
@@ -112,9 +158,16 @@ class MakeSymlink:
     target: str
     attrs: Attrs
 
+    __slots__ = ("attrs", "entry", "path", "target")
 
-@dataclass(frozen=True, slots=True)
-class MakeHardlink:
+    def __init__(self, entry: str, path: str, target: str, attrs: Attrs) -> None:
+        self.entry = entry
+        self.path = path
+        self.target = target
+        self.attrs = attrs
+
+
+class MakeHardlink(FrozenRecord):
     """Hard-link ``path`` to ``target`` (a clean path relative to the root)."""
 
     entry: str
@@ -122,9 +175,16 @@ class MakeHardlink:
     target: str
     attrs: Attrs
 
+    __slots__ = ("attrs", "entry", "path", "target")
 
-@dataclass(frozen=True, slots=True)
-class MakeNode:
+    def __init__(self, entry: str, path: str, target: str, attrs: Attrs) -> None:
+        self.entry = entry
+        self.path = path
+        self.target = target
+        self.attrs = attrs
+
+
+class MakeNode(FrozenRecord):
     """``mknod`` a character/block device or a FIFO."""
 
     entry: str
@@ -134,54 +194,93 @@ class MakeNode:
     minor: int
     attrs: Attrs
 
+    __slots__ = ("attrs", "entry", "kind", "major", "minor", "path")
 
-@dataclass(frozen=True, slots=True)
-class Whiteout:
+    def __init__(self, entry: str, path: str, kind: NodeKind, major: int, minor: int, attrs: Attrs) -> None:
+        self.entry = entry
+        self.path = path
+        self.kind = kind
+        self.major = major
+        self.minor = minor
+        self.attrs = attrs
+
+
+class Whiteout(FrozenRecord):
     """Overlay whiteout: a character device 0/0 with no permissions, owned by uid/gid."""
 
     entry: str
     path: str
     uid: int
     gid: int
-    chown: bool = True
+    chown: bool
+
+    __slots__ = ("chown", "entry", "gid", "path", "uid")
+
+    def __init__(self, entry: str, path: str, uid: int, gid: int, chown: bool = True) -> None:
+        self.entry = entry
+        self.path = path
+        self.uid = uid
+        self.gid = gid
+        self.chown = chown
 
 
-@dataclass(frozen=True, slots=True)
-class RemoveTree:
+class RemoveTree(FrozenRecord):
     """Naive whiteout: ``rm -rf path`` (never following a symlink at ``path``)."""
 
     entry: str
     path: str
 
+    __slots__ = ("entry", "path")
 
-@dataclass(frozen=True, slots=True)
-class SetOpaque:
+    def __init__(self, entry: str, path: str) -> None:
+        self.entry = entry
+        self.path = path
+
+
+class SetOpaque(FrozenRecord):
     """Overlay opaque directory: set ``xattr`` = ``y`` on the directory ``path``."""
 
     entry: str
     path: str
     xattr: str
 
+    __slots__ = ("entry", "path", "xattr")
 
-@dataclass(frozen=True, slots=True)
-class ClearOpaque:
+    def __init__(self, entry: str, path: str, xattr: str) -> None:
+        self.entry = entry
+        self.path = path
+        self.xattr = xattr
+
+
+class ClearOpaque(FrozenRecord):
     """Naive opaque directory: delete everything under ``path`` this archive did not create."""
 
     entry: str
     path: str
 
+    __slots__ = ("entry", "path")
 
-@dataclass(frozen=True, slots=True)
-class StashFile:
+    def __init__(self, entry: str, path: str) -> None:
+        self.entry = entry
+        self.path = path
+
+
+class StashFile(FrozenRecord):
     """AUFS ``.wh..wh.plnk/<key>``: keep the payload aside for hard links redirected to it."""
 
     entry: str
     key: str
     size: int
 
+    __slots__ = ("entry", "key", "size")
 
-@dataclass(frozen=True, slots=True)
-class WriteFromStash:
+    def __init__(self, entry: str, key: str, size: int) -> None:
+        self.entry = entry
+        self.key = key
+        self.size = size
+
+
+class WriteFromStash(FrozenRecord):
     """A hard link into ``.wh..wh.plnk``: write a copy of the stashed file (as upstream does)."""
 
     entry: str
@@ -189,14 +288,28 @@ class WriteFromStash:
     key: str
     attrs: Attrs
 
+    __slots__ = ("attrs", "entry", "key", "path")
 
-@dataclass(frozen=True, slots=True)
-class SetOverride:
+    def __init__(self, entry: str, path: str, key: str, attrs: Attrs) -> None:
+        self.entry = entry
+        self.path = path
+        self.key = key
+        self.attrs = attrs
+
+
+class SetOverride(FrozenRecord):
     """Set ``user.containers.override_stat`` on ``path`` (the root, after the archive)."""
 
     entry: str
     path: str
     value: bytes
+
+    __slots__ = ("entry", "path", "value")
+
+    def __init__(self, entry: str, path: str, value: bytes) -> None:
+        self.entry = entry
+        self.path = path
+        self.value = value
 
 
 Action = (
@@ -310,8 +423,7 @@ _INVALID_WHITEOUT_TARGETS = frozenset({"", ".", ".."})
 # The planner
 
 
-@dataclass(frozen=True, slots=True)
-class PlanOptions:
+class PlanOptions(FrozenRecord):
     """What the planner needs to know about the target.
 
     ``skip_root`` (default: overlay mode) skips the archive's root entry, as the
@@ -319,13 +431,33 @@ class PlanOptions:
     ``umask`` is the process umask, used for overlay's implicit parents.
     """
 
-    mode: Mode = "overlay"
-    uidmap: tuple[IDMap, ...] = ()
-    gidmap: tuple[IDMap, ...] = ()
-    force_mask: int | None = None
-    userxattr: bool = False
-    skip_root: bool | None = None
-    umask: int = 0o022
+    mode: Mode
+    uidmap: tuple[IDMap, ...]
+    gidmap: tuple[IDMap, ...]
+    force_mask: int | None
+    userxattr: bool
+    skip_root: bool | None
+    umask: int
+
+    __slots__ = ("force_mask", "gidmap", "mode", "skip_root", "uidmap", "umask", "userxattr")
+
+    def __init__(
+        self,
+        mode: Mode = "overlay",
+        uidmap: tuple[IDMap, ...] = (),
+        gidmap: tuple[IDMap, ...] = (),
+        force_mask: int | None = None,
+        userxattr: bool = False,
+        skip_root: bool | None = None,
+        umask: int = 0o022,
+    ) -> None:
+        self.mode = mode
+        self.uidmap = uidmap
+        self.gidmap = gidmap
+        self.force_mask = force_mask
+        self.userxattr = userxattr
+        self.skip_root = skip_root
+        self.umask = umask
 
 
 class Planner:

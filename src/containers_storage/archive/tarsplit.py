@@ -22,7 +22,6 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, BinaryIO, cast
 
@@ -30,6 +29,7 @@ from isal import igzip
 from pybase64 import b64decode as _simd_b64decode
 from pybase64 import b64encode as _simd_b64encode
 
+from .._plain import PlainRecord
 from ..errors import ArchiveError, ChecksumMismatch, DuplicatePath, goquote
 from .tarreader import TarReader, crc64, go_clean
 
@@ -178,16 +178,33 @@ class TarSplitWriter:
         self.close()
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(PlainRecord):
     """One tar-split record. ``name`` is text (raw names decoded with surrogateescape)."""
 
     type: int
-    name: str = ""
-    raw_name: bytes | None = None
-    size: int = 0
-    payload: bytes | None = None
-    position: int = 0
+    name: str
+    raw_name: bytes | None
+    size: int
+    payload: bytes | None
+    position: int
+
+    __slots__ = ("name", "payload", "position", "raw_name", "size", "type")
+
+    def __init__(
+        self,
+        type: int,
+        name: str = "",
+        raw_name: bytes | None = None,
+        size: int = 0,
+        payload: bytes | None = None,
+        position: int = 0,
+    ) -> None:
+        self.type = type
+        self.name = name
+        self.raw_name = raw_name
+        self.size = size
+        self.payload = payload
+        self.position = position
 
 
 def _parse_entry(line: bytes, lineno: int) -> Entry:
