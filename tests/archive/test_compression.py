@@ -510,3 +510,49 @@ def test_unwritable_formats(compression: int) -> None:
     with pytest.raises(UnsupportedCompression) as info:
         compressing_writer(compression, io.BytesIO())
     assert str(info.value).endswith("unsupported compression format")
+
+
+def _sha256_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "sha256"]
+
+
+@pytest.mark.parametrize("size", [0, 100, comp.SNIFF_SIZE + 1, 9 * (4 << 20) + 17])
+def test_uncompressed_file_is_read_by_the_caller_and_hashed_behind(tmp_path: Any, size: int) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "layer.tar"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        compression, decoded, raw = comp.open_decompressed_ahead(f)
+        assert compression == comp.Compression.NONE
+        assert type(decoded).__name__ == "_HashedBehind"
+        got = b"".join(iter(lambda: decoded.read(4 << 20), b""))
+        assert decoded.hexdigest() == hashlib.sha256(data).hexdigest()
+        decoded.close()
+        raw.drain()
+    assert got == data and raw.count == size
+    assert raw.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert not _sha256_threads()
+
+
+def test_pipe_input_keeps_the_read_ahead_thread() -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"x" * 1000)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        _, decoded, _ = comp.open_decompressed_ahead(f)
+        try:
+            assert type(decoded).__name__ == "_ThreadedReader"
+            assert decoded.read(2000) == b"x" * 1000
+        finally:
+            decoded.close()
+
+
+def test_closing_midway_stops_the_hashing_thread(tmp_path: Any) -> None:
+    path = tmp_path / "big.tar"
+    path.write_bytes(os.urandom(12 << 20))
+    with open(path, "rb") as f:
+        _, decoded, _ = comp.open_decompressed_ahead(f)
+        decoded.read(1 << 20)
+        assert _sha256_threads()
+        decoded.close()  # what extract() does when applying fails
+    assert not _sha256_threads()

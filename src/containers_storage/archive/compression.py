@@ -45,8 +45,11 @@ from __future__ import annotations
 import bz2
 import hashlib
 import importlib
+import io
 import lzma
+import os
 import queue
+import stat
 import threading
 import zlib
 from abc import ABC, abstractmethod
@@ -110,6 +113,8 @@ _RAW_CHUNK = 1024 * 1024
 
 _THREAD_CHUNK = 2 * 1024 * 1024
 _THREAD_QUEUE_DEPTH = 3
+_BEHIND_DEPTH = 8
+"""Chunks the reader may get ahead of the helper that hashes them (at most 8 reads' worth)."""
 
 _MAGIC: tuple[tuple[bytes, int], ...] = (
     (b"BZh", Compression.BZIP2),
@@ -143,7 +148,9 @@ class HashingReader:
     """Reads from *raw*, keeping the sha256 and the count of every byte read.
 
     Reads are serialised by a lock, so the digest follows stream order even when a decoding
-    thread and the caller (via :meth:`drain`) both read.
+    thread and the caller (via :meth:`drain`) both read.  After :meth:`hash_behind`, a helper
+    thread does the hashing (the reader only queues each chunk) until :meth:`hexdigest` or
+    :meth:`stop_hashing_behind` catches up with it.
     """
 
     def __init__(self, raw: _Readable) -> None:
@@ -151,6 +158,8 @@ class HashingReader:
         self._sha = hashlib.sha256()
         self._lock = threading.Lock()
         self._eof = False
+        self._behind: queue.Queue[bytes | None] | None = None
+        self._hasher: threading.Thread | None = None
         self.count = 0
 
     def read(self, n: int = -1, /) -> bytes:
@@ -163,9 +172,35 @@ class HashingReader:
                 if n != 0:
                     self._eof = True
                 return b""
-            self._sha.update(data)
+            data = bytes(data)
+            if self._behind is not None:
+                self._behind.put(data)
+            else:
+                self._sha.update(data)
             self.count += len(data)
-            return bytes(data)
+            return data
+
+    def hash_behind(self) -> None:
+        """Hash in a helper thread from now on (the bytes objects are immutable: no copy)."""
+        with self._lock:
+            if self._behind is None:
+                self._behind = queue.Queue(_BEHIND_DEPTH)
+                self._hasher = threading.Thread(target=self._hash_queued, args=(self._behind,),
+                                                name="sha256", daemon=True)
+                self._hasher.start()
+
+    def _hash_queued(self, chunks: queue.Queue[bytes | None]) -> None:
+        update = self._sha.update
+        while (data := chunks.get()) is not None:
+            update(data)
+
+    def stop_hashing_behind(self) -> None:
+        """Wait for the helper thread to hash what was queued; hash in the reader again."""
+        with self._lock:
+            if self._behind is not None and self._hasher is not None:
+                self._behind.put(None)
+                self._hasher.join()
+                self._behind = self._hasher = None
 
     def drain(self) -> int:
         """Read (and hash) the input to its end; returns how many bytes that took."""
@@ -181,12 +216,34 @@ class HashingReader:
 
     def hexdigest(self) -> str:
         """The sha256 of the bytes read so far, as hex."""
+        self.stop_hashing_behind()
         with self._lock:
             return self._sha.hexdigest()
 
     def digest(self) -> str:
         """The sha256 of the bytes read so far, as ``"sha256:<hex>"``."""
         return "sha256:" + self.hexdigest()
+
+
+class _HashedBehind:
+    """Uncompressed input from a file, read by the caller while a helper thread hashes it."""
+
+    def __init__(self, source: _Source, hashing: HashingReader) -> None:
+        self._source = source
+        self._hashing = hashing
+        hashing.hash_behind()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._source.read(n)
+
+    def hexdigest(self) -> str:
+        return self._hashing.hexdigest()
+
+    def close(self) -> None:
+        self._hashing.stop_hashing_behind()
 
 
 class _Source:
@@ -583,17 +640,32 @@ def open_decompressed(
 
 
 def open_decompressed_ahead(stream: _Readable, *, use_isal: bool = True) -> tuple[int, Any, HashingReader]:
-    """:func:`open_decompressed` with a read-ahead thread also for uncompressed input.
+    """:func:`open_decompressed` with a helper thread for every input.
 
-    The thread reads, hashes and decodes (C code that releases the GIL) while the caller parses
-    and writes.  The decompressed reader also has ``hexdigest()``: the sha256 of every byte it
-    returned (for uncompressed input, the raw digest).  Call its ``close()`` when done.
+    Compressed input, or any from a pipe: the thread reads, hashes and decodes (C code that
+    releases the GIL) while the caller parses and writes.  Uncompressed input from a file: the
+    caller reads (a copy out of the page cache, as cheap as taking a chunk from a queue) and
+    the thread only hashes, which halves the thread's work on big layers, where hashing is
+    what takes longest.  The decompressed reader also has ``hexdigest()``: the sha256 of every
+    byte it returned (for uncompressed input, the raw digest).  Call its ``close()`` when done.
     """
     compression, source, hashing = _sniffed(stream)
     if compression == Compression.NONE:
+        if _is_file(stream):
+            return compression, _HashedBehind(source, hashing), hashing
         return compression, _ThreadedReader(_Passthrough(source), same_as=hashing), hashing
     reader = _DecompressingReader(_format(compression, use_isal=use_isal), source)
     return compression, _ThreadedReader(reader), hashing
+
+
+def _is_file(stream: _Readable) -> bool:
+    """Whether *stream* reads a regular file (no producer waits on us) or memory."""
+    if isinstance(stream, io.BytesIO):
+        return True
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _sniffed(stream: _Readable) -> tuple[int, _Source, HashingReader]:
