@@ -113,8 +113,8 @@ _RAW_CHUNK = 1024 * 1024
 
 _THREAD_CHUNK = 2 * 1024 * 1024
 _THREAD_QUEUE_DEPTH = 3
-_BEHIND_DEPTH = 8
-"""Chunks the reader may get ahead of the helper that hashes them (at most 8 reads' worth)."""
+_BEHIND_DEPTH = 4
+"""Chunks the reader may get ahead of the helper that hashes them (16 MiB of 4 MiB reads)."""
 
 _MAGIC: tuple[tuple[bytes, int], ...] = (
     (b"BZh", Compression.BZIP2),
