@@ -18,7 +18,7 @@ read-only...) sits in extra slots that are never encoded.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 from .errors import CorruptMetadata, InvalidDigest, goquote
@@ -804,6 +804,21 @@ def parse_record_file(data: bytes, path: str) -> list[dict[str, Any]]:
 def encode_records(records: Iterable[Layer | Image | Container]) -> bytes:
     """The JSON array Go writes for these records (compact, HTML-escaped)."""
     return go_json([r.to_json() for r in records])
+
+
+def iter_encoded_records(records: Sequence[Layer | Image | Container], batch: int = 128) -> Iterator[bytes]:
+    """:func:`encode_records` in pieces of *batch* records (joined, the same bytes).
+
+    For writing a long listing: each piece reuses the memory of the one before, where one
+    document would take fresh pages for every copy of it (encoder, text, bytes).
+    """
+    if not records:
+        yield b"[]"
+        return
+    for start in range(0, len(records), batch):
+        piece = go_json([r.to_json() for r in records[start : start + batch]])
+        yield (b"[" if start == 0 else b",") + piece[1:-1]
+    yield b"]"
 
 
 def encode_record(record: Layer | Image | Container) -> bytes:

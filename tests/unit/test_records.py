@@ -308,3 +308,12 @@ def test_fast_time_check_never_accepts_what_the_pattern_refuses(times: list[str]
 
     if _usual_times(times):
         assert all(_match_time(t) for t in times)
+
+
+@pytest.mark.parametrize("count", [0, 1, 127, 128, 129, 300])
+def test_encoded_pieces_join_to_the_document(count: int) -> None:
+    from containers_storage.records import encode_records, iter_encoded_records
+
+    layers = [Layer.from_json({"id": f"{i:064x}", "names": [f"<n{i}>"], "created": "2023-11-14T22:13:20Z"})
+              for i in range(count)]
+    assert b"".join(iter_encoded_records(layers)) == encode_records(layers)

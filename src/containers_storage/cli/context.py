@@ -95,9 +95,17 @@ class Context:
 
     def emit_records(self, records: Sequence[Layer | Image | Container]) -> None:
         """Write records as the JSON array Go prints (the persisted shapes)."""
-        from ..records import encode_records
+        from ..records import iter_encoded_records
 
-        self._write_json_bytes(encode_records(records))
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is None:  # a text-only stream (some test harnesses)
+            self.stdout.write(b"".join(iter_encoded_records(records)).decode("utf-8", "replace") + "\n")
+            return
+        self.stdout.flush()
+        for piece in iter_encoded_records(records):
+            buffer.write(piece)
+        buffer.write(b"\n")
+        buffer.flush()
 
     def emit_record(self, record: Layer | Image | Container) -> None:
         from ..records import encode_record
@@ -108,7 +116,8 @@ class Context:
         buffer = getattr(self.stdout, "buffer", None)
         if buffer is not None:
             self.stdout.flush()
-            buffer.write(data + b"\n")
+            buffer.write(data)
+            buffer.write(b"\n")
             buffer.flush()
         else:
             self.stdout.write(data.decode("utf-8", "replace") + "\n")
