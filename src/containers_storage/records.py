@@ -66,7 +66,9 @@ def json_loads(data: bytes) -> Any:
         try:
             text = data.decode("utf-8")
             value, end = _c_scan(text, 0)
-        except (ValueError, StopIteration, RecursionError):
+        except (ValueError, StopIteration, RecursionError, SystemError):
+            # SystemError: to raise JSONDecodeError the scanner looks json.decoder up in
+            # sys.modules without importing it; before json is imported that fails bare.
             pass
         else:
             if end == len(text) or not text[end:].strip(_JSON_SPACE):

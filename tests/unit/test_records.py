@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -317,3 +318,35 @@ def test_encoded_pieces_join_to_the_document(count: int) -> None:
     layers = [Layer.from_json({"id": f"{i:064x}", "names": [f"<n{i}>"], "created": "2023-11-14T22:13:20Z"})
               for i in range(count)]
     assert b"".join(iter_encoded_records(layers)) == encode_records(layers)
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    (b'[{"id": ', "Expecting value"),
+    (b'[{"id":"abc', "Unterminated string starting at"),
+    (b'[{"id":1 "x":2}]', "Expecting ',' delimiter"),
+    (b'["\\q"]', "Invalid \\escape"),
+])
+def test_broken_json_before_the_json_module_is_imported(document: bytes, message: str) -> None:
+    """The C scanner cannot raise its error until json.decoder is imported; json_loads copes.
+
+    One fresh interpreter per document: the first fallback imports json for the rest.
+    """
+    import subprocess
+    import sys
+
+    import containers_storage
+
+    src = os.path.dirname(os.path.dirname(containers_storage.__file__))
+    code = (
+        "import sys\n"
+        "from containers_storage.records import json_loads\n"
+        "assert 'json.decoder' not in sys.modules, 'json already imported: the test proves nothing'\n"
+        "try:\n"
+        f"    json_loads({document!r})\n"
+        "except ValueError as exc:\n"
+        "    print(type(exc).__name__, str(exc).split(':')[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": src}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"JSONDecodeError {message}"
