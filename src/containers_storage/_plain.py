@@ -6,13 +6,15 @@ every data command (import-layer, diff, check...) some 25 ms before it read a by
 frozen instance also set each field through ``object.__setattr__``.  These records write
 ``__slots__`` and ``__init__`` by hand instead; what dataclasses added on top lives here.
 
-Fields are the class's ``__slots__`` (or, for a class without slots, the instance
-attributes in the order ``__init__`` set them).
+Fields are the names a record class and its bases annotate, in declaration order.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 class PlainRecord:
@@ -22,8 +24,14 @@ class PlainRecord:
     __hash__: ClassVar[None] = None  # type: ignore[assignment]
 
     def _field_names(self) -> tuple[str, ...]:
-        slots: tuple[str, ...] = type(self).__dict__.get("__slots__", ())
-        return slots if slots else tuple(vars(self))
+        cls = type(self)
+        names = _FIELDS.get(cls)
+        if names is None:
+            seen: dict[str, None] = {}
+            for klass in reversed(cls.__mro__):
+                seen.update(dict.fromkeys(klass.__dict__.get("__annotations__", {})))
+            names = _FIELDS[cls] = tuple(name for name in seen if not name.startswith("__"))
+        return names
 
     def _field_values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._field_names())

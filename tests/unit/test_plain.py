@@ -32,3 +32,10 @@ def test_repr_names_the_fields() -> None:
 def test_slots_only() -> None:
     with pytest.raises(AttributeError):
         p.RemoveTree("e", "a").extra = 1  # type: ignore[attr-defined]
+
+
+def test_fields_come_from_annotations_in_order_through_bases() -> None:
+    link = p.MakeHardlink("e", "a", "b", p.Attrs(0, 0, 0o644, 1, 1))
+    assert repr(link).startswith("MakeHardlink(entry='e', path='a', target='b', attrs=Attrs(uid=0, gid=0,")
+    assert link != p.MakeSymlink("e", "a", "b", link.attrs)
+    assert link == p.MakeHardlink("e", "a", "b", p.Attrs(0, 0, 0o644, 1, 1))

@@ -150,38 +150,31 @@ class WriteFile(FrozenRecord):
         self.size = size
 
 
-class MakeSymlink(FrozenRecord):
+class _Link(FrozenRecord):
+    entry: str
+    path: str
+    target: str
+    attrs: Attrs
+
+    __slots__ = ("attrs", "entry", "path", "target")
+
+    def __init__(self, entry: str, path: str, target: str, attrs: Attrs) -> None:
+        self.entry = entry
+        self.path = path
+        self.target = target
+        self.attrs = attrs
+
+
+class MakeSymlink(_Link):
     """Create a symlink; ``target`` is stored verbatim and never followed."""
 
-    entry: str
-    path: str
-    target: str
-    attrs: Attrs
-
-    __slots__ = ("attrs", "entry", "path", "target")
-
-    def __init__(self, entry: str, path: str, target: str, attrs: Attrs) -> None:
-        self.entry = entry
-        self.path = path
-        self.target = target
-        self.attrs = attrs
+    __slots__ = ()
 
 
-class MakeHardlink(FrozenRecord):
+class MakeHardlink(_Link):
     """Hard-link ``path`` to ``target`` (a clean path relative to the root)."""
 
-    entry: str
-    path: str
-    target: str
-    attrs: Attrs
-
-    __slots__ = ("attrs", "entry", "path", "target")
-
-    def __init__(self, entry: str, path: str, target: str, attrs: Attrs) -> None:
-        self.entry = entry
-        self.path = path
-        self.target = target
-        self.attrs = attrs
+    __slots__ = ()
 
 
 class MakeNode(FrozenRecord):
@@ -224,9 +217,7 @@ class Whiteout(FrozenRecord):
         self.chown = chown
 
 
-class RemoveTree(FrozenRecord):
-    """Naive whiteout: ``rm -rf path`` (never following a symlink at ``path``)."""
-
+class _PathOnly(FrozenRecord):
     entry: str
     path: str
 
@@ -235,6 +226,12 @@ class RemoveTree(FrozenRecord):
     def __init__(self, entry: str, path: str) -> None:
         self.entry = entry
         self.path = path
+
+
+class RemoveTree(_PathOnly):
+    """Naive whiteout: ``rm -rf path`` (never following a symlink at ``path``)."""
+
+    __slots__ = ()
 
 
 class SetOpaque(FrozenRecord):
@@ -252,17 +249,10 @@ class SetOpaque(FrozenRecord):
         self.xattr = xattr
 
 
-class ClearOpaque(FrozenRecord):
+class ClearOpaque(_PathOnly):
     """Naive opaque directory: delete everything under ``path`` this archive did not create."""
 
-    entry: str
-    path: str
-
-    __slots__ = ("entry", "path")
-
-    def __init__(self, entry: str, path: str) -> None:
-        self.entry = entry
-        self.path = path
+    __slots__ = ()
 
 
 class StashFile(FrozenRecord):
