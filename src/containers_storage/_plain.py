@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
