@@ -80,14 +80,14 @@ def extract(stream: BinaryIO, root: str, *, whiteouts: str, skip_root: bool, tar
     _short_switch_interval(True)
     try:
         with open(tarsplit_path, "wb") as tarsplit_file:
-            tarsplit = TarSplitWriter(tarsplit_file)
-            reader = TarReader(decoded, tarsplit=tarsplit, digest=False)
-            applier = Applier(root, mode="overlay" if whiteouts == "overlay" else "naive", uidmap=tuple(uidmap),
-                              gidmap=tuple(gidmap), ignore_chown_errors=ignore_chown_errors,
-                              force_mask=force_mask, userxattr=userxattr, skip_root=skip_root,
-                              writeback=durable and _has_writeback(root))
-            result = applier.apply(reader)
-            tarsplit.close()
+            with TarSplitWriter(tarsplit_file) as tarsplit:  # abandoned (not finished) on error
+                reader = TarReader(decoded, tarsplit=tarsplit, digest=False)
+                applier = Applier(root, mode="overlay" if whiteouts == "overlay" else "naive",
+                                  uidmap=tuple(uidmap), gidmap=tuple(gidmap),
+                                  ignore_chown_errors=ignore_chown_errors, force_mask=force_mask,
+                                  userxattr=userxattr, skip_root=skip_root,
+                                  writeback=durable and _has_writeback(root))
+                result = applier.apply(reader)
             tarsplit_file.flush()
             if durable:
                 os.fsync(tarsplit_file.fileno())

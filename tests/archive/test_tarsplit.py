@@ -86,16 +86,15 @@ def split(
 ) -> tuple[bytes, dict[str, bytes], TarReader, list[m.Member]]:
     """Parse *data* recording tar-split; return the gzip'd tar-split, file contents, reader, members."""
     out = io.BytesIO()
-    writer = TarSplitWriter(out)
-    reader = TarReader(stream if stream is not None else io.BytesIO(data), tarsplit=writer)  # type: ignore[arg-type]
     files: dict[str, bytes] = {}
     members = []
-    for member in reader:
-        members.append(member)
-        content = reader.read_data()
-        if member.is_regular:
-            files[member.name] = content
-    writer.close()
+    with TarSplitWriter(out) as writer:
+        reader = TarReader(stream if stream is not None else io.BytesIO(data), tarsplit=writer)  # type: ignore[arg-type]
+        for member in reader:
+            members.append(member)
+            content = reader.read_data()
+            if member.is_regular:
+                files[member.name] = content
     return out.getvalue(), files, reader, members
 
 
@@ -343,9 +342,9 @@ def test_property_roundtrip(
 
 
 def parse_all(data: bytes) -> None:
-    reader = TarReader(io.BytesIO(data), tarsplit=TarSplitWriter(io.BytesIO()))
-    for _ in reader:
-        pass
+    with TarSplitWriter(io.BytesIO()) as writer:
+        for _ in TarReader(io.BytesIO(data), tarsplit=writer):
+            pass
 
 
 def one_file() -> bytes:
@@ -613,3 +612,14 @@ def test_b64decode_agrees_with_binascii(data: bytes, strict: bool) -> None:
             b64decode(data, strict=strict)
     else:
         assert b64decode(data, strict=strict) == expected
+
+
+def test_writer_left_by_an_error_is_abandoned_not_finished() -> None:
+    """A failed apply closes the writer's gzip at once, so nothing writes into a closed file later."""
+    out = io.BytesIO()
+    with pytest.raises(RuntimeError), TarSplitWriter(out) as writer:
+        writer.add_segment(b"x" * 10)
+        raise RuntimeError("apply failed")
+    assert writer._gz.closed
+    out.close()
+    writer.close()  # idempotent, and nothing left to write

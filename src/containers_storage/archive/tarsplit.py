@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -175,7 +176,22 @@ class TarSplitWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Give up on the output (it is being thrown away): end the gzip, ignoring its errors.
+
+        Left open, the gzip writer would try to finish itself when collected, into a file
+        closed by then (Python 3.12+ reports that as an ignored exception on stderr).
+        """
+        if not self._closed:
+            self._closed = True
+            self._lines = []
+            with contextlib.suppress(Exception):
+                self._gz.close()
 
 
 class Entry(PlainRecord):
