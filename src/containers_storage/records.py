@@ -141,18 +141,26 @@ def sorted_map(mapping: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 # Go time values
 
+class _LazyPattern:
+    """A regular expression compiled on its first use, not at import (listings start fast)."""
+
+    __slots__ = ("_compiled", "_source")
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    def fullmatch(self, text: str) -> re.Match[str] | None:
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = re.compile(self._source)
+        return compiled.fullmatch(text)
+
+
 # RFC 3339 as Go's parser takes it: ASCII digits only, nothing after the zone (fullmatch).
-_TIME_PATTERN = (r"([0-9]{4,})-([0-9][0-9])-([0-9][0-9])[Tt]([0-9][0-9]):([0-9][0-9]):([0-9][0-9])"
-                 r"(?:\.([0-9]{1,9}))?(Z|z|[+-][0-9][0-9]:[0-9][0-9])")
-_time_regex: re.Pattern[str] | None = None
-
-
-def _match_time(text: str) -> re.Match[str] | None:
-    """Match a time against :data:`_TIME_PATTERN`, compiled on first use (not at import)."""
-    global _time_regex
-    if _time_regex is None:
-        _time_regex = re.compile(_TIME_PATTERN)
-    return _time_regex.fullmatch(text)
+_GO_TIME = _LazyPattern(r"([0-9]{4,})-([0-9][0-9])-([0-9][0-9])[Tt]([0-9][0-9]):([0-9][0-9]):([0-9][0-9])"
+                     r"(?:\.([0-9]{1,9}))?(Z|z|[+-][0-9][0-9]:[0-9][0-9])")
+_match_time = _GO_TIME.fullmatch
 
 
 def _time_shapes() -> frozenset[bytes]:
@@ -322,21 +330,17 @@ class Timestamp:
 # --------------------------------------------------------------------------
 # Digests
 
-# Compiled on first use, not at import (re caches them).
-_DIGEST_PATTERN = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
+_SHA256_DIGEST = _LazyPattern(r"sha256:[0-9a-f]{64}")
+_DIGEST = _LazyPattern(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _LOWER_HEX = "0123456789abcdef"
-_sha256_match: Callable[[str], object] | None = None
 
 
 def validate_digest(digest: str) -> str:
     """Check *digest* against the OCI grammar (and hex length for known algorithms)."""
-    global _sha256_match
-    if _sha256_match is None:
-        _sha256_match = re.compile(r"sha256:[0-9a-f]{64}").fullmatch
-    if _sha256_match(digest):
-        return digest  # the usual case, in one C call (loading images checks one per image)
-    if not re.fullmatch(_DIGEST_PATTERN, digest):
+    if _SHA256_DIGEST.fullmatch(digest):
+        return digest  # the usual case, in one C match (loading images checks one per image)
+    if not _DIGEST.fullmatch(digest):
         raise InvalidDigest(sentinel="invalid checksum digest format")
     algorithm, _, encoded = digest.partition(":")
     expected = _HEX_LENGTHS.get(algorithm)

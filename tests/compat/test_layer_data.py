@@ -46,6 +46,21 @@ def _child_tar() -> bytes:
     return buf.getvalue()
 
 
+def _chain_tars(tmp_path: Path) -> tuple[Path, Path]:
+    """A base layer's tar and a child's (a whiteout and a changed file) in *tmp_path*."""
+    base = tmp_path / "base.tar"
+    base.write_bytes(_tar(tmp_path))
+    child = tmp_path / "child.tar"
+    child.write_bytes(_child_tar())
+    return base, child
+
+
+def _import_chain(cli: CLI, base: Path, child: Path) -> tuple[str, str]:
+    """Import *base*, then *child* on top of it; their layer IDs."""
+    base_id = cli.create("import-layer", "-f", str(base))
+    return base_id, cli.create("import-layer", "-f", str(child), base_id)
+
+
 def _record(cli: CLI, ref: str) -> dict[str, Any]:
     layer: dict[str, Any] = cli.json("layer", ref)[0]
     return {k: layer.get(k) for k in ("compressed-diff-digest", "compressed-size", "diff-digest", "diff-size",
@@ -70,14 +85,9 @@ def test_import_and_diff_agree_both_ways(go: CLI, our_cli: CLI, tmp_path: Path) 
 
 
 def test_child_changes_and_sizes_agree(go: CLI, our_cli: CLI, tmp_path: Path) -> None:
-    base = tmp_path / "base.tar"
-    base.write_bytes(_tar(tmp_path))
-    child = tmp_path / "child.tar"
-    child.write_bytes(_child_tar())
-    go_base = go.create("import-layer", "-f", str(base))
-    go_child = go.create("import-layer", "-f", str(child), go_base)
-    our_base = our_cli.create("import-layer", "-f", str(base))
-    our_child = our_cli.create("import-layer", "-f", str(child), our_base)
+    base, child = _chain_tars(tmp_path)
+    _go_base, go_child = _import_chain(go, base, child)
+    _our_base, our_child = _import_chain(our_cli, base, child)
     for cli in (go, our_cli):
         got = {ref: sorted(cli("changes", ref).stdout.splitlines()) for ref in (go_child, our_child)}
         assert got[go_child] == got[our_child]
@@ -99,12 +109,8 @@ def test_child_changes_and_sizes_agree(go: CLI, our_cli: CLI, tmp_path: Path) ->
 
 def test_our_check_finds_nothing_wrong_in_go_layers_and_real_damage(go: CLI, our_cli: CLI, tmp_path: Path) -> None:
     """No false positives on layers the Go binary made (its tar-split, whiteouts, links, fifo)."""
-    base = tmp_path / "base.tar"
-    base.write_bytes(_tar(tmp_path))
-    child = tmp_path / "child.tar"
-    child.write_bytes(_child_tar())
-    go_base = go.create("import-layer", "-f", str(base))
-    go_child = go.create("import-layer", "-f", str(child), go_base)
+    base, child = _chain_tars(tmp_path)
+    go_base, go_child = _import_chain(go, base, child)
     go("create-image", go_child)
     for flags in ((), ("-q",)):
         result = our_cli("check", *flags, check=False)

@@ -225,27 +225,6 @@ class HashingReader:
         return "sha256:" + self.hexdigest()
 
 
-class _HashedBehind:
-    """Uncompressed input from a file, read by the caller while a helper thread hashes it."""
-
-    def __init__(self, source: _Source, hashing: HashingReader) -> None:
-        self._source = source
-        self._hashing = hashing
-        hashing.hash_behind()
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1, /) -> bytes:
-        return self._source.read(n)
-
-    def hexdigest(self) -> str:
-        return self._hashing.hexdigest()
-
-    def close(self) -> None:
-        self._hashing.stop_hashing_behind()
-
-
 class _Source:
     """The raw input after sniffing: the sniffed head first, then the rest; supports push-back."""
 
@@ -502,6 +481,21 @@ class _Passthrough:
 
     def close(self) -> None:
         pass
+
+
+class _HashedBehind(_Passthrough):
+    """Uncompressed input from a file, read by the caller while a helper thread hashes it."""
+
+    def __init__(self, source: _Source, hashing: HashingReader) -> None:
+        super().__init__(source)
+        self._hashing = hashing
+        hashing.hash_behind()
+
+    def hexdigest(self) -> str:
+        return self._hashing.hexdigest()
+
+    def close(self) -> None:
+        self._hashing.stop_hashing_behind()
 
 
 _Item = bytes | BaseException

@@ -6,7 +6,7 @@ actually needs them, so ``containers-storage version`` starts fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import StorageError
@@ -97,15 +97,7 @@ class Context:
         """Write records as the JSON array Go prints (the persisted shapes)."""
         from ..records import iter_encoded_records
 
-        buffer = getattr(self.stdout, "buffer", None)
-        if buffer is None:  # a text-only stream (some test harnesses)
-            self.stdout.write(b"".join(iter_encoded_records(records)).decode("utf-8", "replace") + "\n")
-            return
-        self.stdout.flush()
-        for piece in iter_encoded_records(records):
-            buffer.write(piece)
-        buffer.write(b"\n")
-        buffer.flush()
+        self._write_json_pieces(iter_encoded_records(records))
 
     def emit_record(self, record: Layer | Image | Container) -> None:
         from ..records import encode_record
@@ -113,14 +105,19 @@ class Context:
         self._write_json_bytes(encode_record(record))
 
     def _write_json_bytes(self, data: bytes) -> None:
+        self._write_json_pieces((data,))
+
+    def _write_json_pieces(self, pieces: Iterable[bytes]) -> None:
+        """Write one JSON document, given in pieces, and a newline."""
         buffer = getattr(self.stdout, "buffer", None)
-        if buffer is not None:
-            self.stdout.flush()
-            buffer.write(data)
-            buffer.write(b"\n")
-            buffer.flush()
-        else:
-            self.stdout.write(data.decode("utf-8", "replace") + "\n")
+        if buffer is None:  # a text-only stream (some test harnesses)
+            self.stdout.write(b"".join(pieces).decode("utf-8", "replace") + "\n")
+            return
+        self.stdout.flush()
+        for piece in pieces:
+            buffer.write(piece)
+        buffer.write(b"\n")
+        buffer.flush()
 
     def out_bytes(self, data: bytes) -> None:
         """Write raw bytes to stdout (big-data items)."""
